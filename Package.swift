@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-composefs",
+    products: [
+        .library(name: "ComposeFS", targets: ["ComposeFS"]),
+        .executable(name: "mkcomposefs", targets: ["mkcomposefs"]),
+        .executable(name: "composefs-info", targets: ["composefs-info"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // SHA-256 (hardware accelerated) from OpenSSL's libcrypto.
+        .systemLibrary(
+            name: "CCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // fsverity-utils' libfsverity: enabling fs-verity on store objects,
+        // and an independent digest implementation for the tests.
+        .systemLibrary(
+            name: "CFSVerity",
+            pkgConfig: "libfsverity",
+            providers: [.apt(["libfsverity-dev"])]
+        ),
+        // Only what Swift cannot call directly: the variadic ioctl(2).
+        .target(name: "CComposeFSShims"),
+        .target(
+            name: "ComposeFS",
+            dependencies: ["CCrypto", "CFSVerity", "CComposeFSShims"]
+        ),
+        .executableTarget(
+            name: "mkcomposefs",
+            dependencies: [
+                "ComposeFS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "composefs-info",
+            dependencies: [
+                "ComposeFS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "ComposeFSTests",
+            dependencies: ["ComposeFS", "CFSVerity"],
+            resources: [.copy("Fixtures")]
+        ),
+    ]
+)

@@ -1,0 +1,140 @@
+/// Prints a loaded tree as `composefs-info` does: the dump format, the
+/// `ls` listing and the object list (FORMAT.md §17).
+public enum DumpPrinter {
+    /// Pre-order, children in sorted order, with an explicit stack.
+    static func walk(_ root: Node, _ visit: (Node, [UInt8]) -> Void) {
+        var stack: [(Node, [UInt8])] = [(root, [UInt8(ascii: "/")])]
+        while let (node, path) = stack.popLast() {
+            visit(node, path)
+            guard !node.isHardlink else { continue }
+            for child in node.children.reversed() {
+                var p = path
+                if p.count > 1 { p.append(UInt8(ascii: "/")) }
+                p.append(contentsOf: child.name)
+                stack.append((child, p))
+            }
+        }
+    }
+
+    /// composefs-dump(5) text of the tree, one line per entry.
+    public static func dump(_ root: Node, emit: ([UInt8]) -> Void) {
+        var out: [UInt8] = []
+        out.reserveCapacity(1 << 17)
+        walk(root) { node, path in
+            line(node, path: path, into: &out)
+            if out.count >= 1 << 16 {
+                emit(out)
+                out.removeAll(keepingCapacity: true)
+            }
+        }
+        if !out.isEmpty { emit(out) }
+    }
+
+    public static func dump(_ root: Node) -> [UInt8] {
+        var all: [UInt8] = []
+        dump(root) { all += $0 }
+        return all
+    }
+
+    static func line(_ entry: Node, path: [UInt8], into out: inout [UInt8]) {
+        let target = entry.resolvedTarget ?? entry
+        let hardlink = entry.isHardlink
+        DumpEscaping.escape(path, into: &out)
+        out.append(0x20)
+        appendDecimal(target.size, into: &out)
+        out.append(0x20)
+        if hardlink { out.append(UInt8(ascii: "@")) }
+        out.append(contentsOf: Array(String(target.mode, radix: 8).utf8))
+        out.append(0x20)
+        appendDecimal(UInt64(target.nlink), into: &out)
+        out.append(0x20)
+        appendDecimal(UInt64(target.uid), into: &out)
+        out.append(0x20)
+        appendDecimal(UInt64(target.gid), into: &out)
+        out.append(0x20)
+        appendDecimal(UInt64(target.rdev), into: &out)
+        out.append(0x20)
+        if target.mtime.seconds < 0 { out.append(UInt8(ascii: "-")) }
+        appendDecimal(target.mtime.seconds.magnitude, into: &out)
+        out.append(UInt8(ascii: "."))
+        appendDecimal(UInt64(target.mtime.nanoseconds), into: &out)
+        out.append(0x20)
+        if hardlink {
+            DumpEscaping.escape(target.path, mode: .escapeLoneDash, into: &out)
+        } else {
+            DumpEscaping.escapeOptional(target.payload, mode: .escapeLoneDash, into: &out)
+        }
+        out.append(0x20)
+        DumpEscaping.escapeOptional(target.content, mode: .escapeLoneDash, into: &out)
+        out.append(0x20)
+        if let d = target.digest {
+            out.append(contentsOf: Array(d.hexString.utf8))
+        } else {
+            out.append(UInt8(ascii: "-"))
+        }
+        for x in target.xattrs {
+            out.append(0x20)
+            DumpEscaping.escape(x.key, mode: .escapeEqual, into: &out)
+            out.append(UInt8(ascii: "="))
+            DumpEscaping.escape(x.value, mode: .escapeEqual, into: &out)
+        }
+        out.append(0x0A)
+    }
+
+    /// The `ls` listing: every entry but the root.
+    public static func list(_ root: Node, emit: ([UInt8]) -> Void) {
+        var out: [UInt8] = []
+        out.reserveCapacity(1 << 17)
+        walk(root) { node, path in
+            guard node !== root else { return }
+            DumpEscaping.escape(path, mode: .keepSpace, into: &out)
+            switch node.isHardlink ? nil : node.fileType {
+            case .directory?:
+                out.append(UInt8(ascii: "/"))
+                out.append(0x09)
+            case .symlink?:
+                out.append(contentsOf: [0x09, 0x2D, 0x3E, 0x20])   // "\t-> "
+                DumpEscaping.escape(node.payload ?? [], into: &out)
+            case .regular? where node.payload != nil:
+                out.append(contentsOf: [0x09, 0x40, 0x20])         // "\t@ "
+                DumpEscaping.escape(node.payload!, into: &out)
+            default:
+                break
+            }
+            out.append(0x0A)
+            if out.count >= 1 << 16 {
+                emit(out)
+                out.removeAll(keepingCapacity: true)
+            }
+        }
+        if !out.isEmpty { emit(out) }
+    }
+
+    /// Payloads of the regular files (hardlink entries skipped).
+    public static func objects(_ root: Node) -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        walk(root) { node, _ in
+            if !node.isHardlink, node.fileType == .regular, let p = node.payload { out.append(p) }
+        }
+        return out
+    }
+
+    @inline(__always)
+    static func appendDecimal(_ v: UInt64, into out: inout [UInt8]) {
+        if v < 10 {
+            out.append(UInt8(ascii: "0") + UInt8(v))
+            return
+        }
+        var buf: (UInt64, UInt64, UInt64) = (0, 0, 0)   // 24 bytes, enough for 20 digits
+        withUnsafeMutableBytes(of: &buf) { b in
+            var i = b.count
+            var x = v
+            while x > 0 {
+                i -= 1
+                b[i] = UInt8(ascii: "0") + UInt8(x % 10)
+                x /= 10
+            }
+            out.append(contentsOf: b[i...])
+        }
+    }
+}

@@ -1,0 +1,117 @@
+/// The escapes of the composefs-dump(5) format (FORMAT.md §14.2, §17.1).
+public enum DumpEscaping {
+    public enum Error: Swift.Error, CustomStringConvertible, Equatable {
+        case unsupportedEscape(UInt8)
+        case noCharacterAfterEscape
+        case noHexAfterHexEscape
+        case invalidHex
+
+        public var description: String {
+            switch self {
+            case .unsupportedEscape(let c): "Unsupported escape type \(printable(c))"
+            case .noCharacterAfterEscape: "No character after escape"
+            case .noHexAfterHexEscape: "No hex characters after hex escape"
+            case .invalidHex: "Invalid hex characters after hex escape"
+            }
+        }
+
+        private func printable(_ c: UInt8) -> String {
+            (0x21...0x7E).contains(c) ? String(UnicodeScalar(c)) : "\\x" + [c].hexString
+        }
+    }
+
+    /// Printer modes: which bytes stay raw.
+    public struct Mode: OptionSet, Sendable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// Escape `=` (xattr keys and values).
+        public static let escapeEqual = Mode(rawValue: 1)
+        /// A value that is exactly `-` prints as `\x2d`.
+        public static let escapeLoneDash = Mode(rawValue: 2)
+        /// Keep spaces raw (the `ls` listing).
+        public static let keepSpace = Mode(rawValue: 4)
+    }
+
+    /// Decodes one field. The result may contain NUL bytes; callers that
+    /// hold C strings cut it with `cutAtNUL()`.
+    public static func unescape(_ field: ArraySlice<UInt8>) throws(Error) -> [UInt8] {
+        let backslash = UInt8(ascii: "\\")
+        guard field.contains(backslash) else { return Array(field) }
+        var out = [UInt8]()
+        out.reserveCapacity(field.count)
+        var i = field.startIndex
+        let end = field.endIndex
+        while i < end {
+            let c = field[i]
+            if c != backslash {
+                out.append(c)
+                i += 1
+                continue
+            }
+            guard i + 1 < end else { throw .noCharacterAfterEscape }
+            let e = field[i + 1]
+            switch e {
+            case backslash: out.append(backslash)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "x"):
+                guard end - (i + 2) >= 2 else { throw .noHexAfterHexEscape }
+                guard let h = hexValue(field[i + 2]), let l = hexValue(field[i + 3]) else { throw .invalidHex }
+                out.append(h << 4 | l)
+                i += 4
+                continue
+            default:
+                throw .unsupportedEscape(e)
+            }
+            i += 2
+        }
+        return out
+    }
+
+    /// Appends `bytes` escaped for printing.
+    public static func escape(_ bytes: some Collection<UInt8>, mode: Mode = [], into out: inout [UInt8]) {
+        if mode.contains(.escapeLoneDash), bytes.count == 1, bytes.first == UInt8(ascii: "-") {
+            out.append(contentsOf: Array(#"\x2d"#.utf8))
+            return
+        }
+        let low: UInt8 = mode.contains(.keepSpace) ? 0x20 : 0x21
+        let hex = hexDigits
+        for b in bytes {
+            switch b {
+            case UInt8(ascii: "\\"): out.append(b); out.append(b)
+            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case UInt8(ascii: "=") where mode.contains(.escapeEqual):
+                out.append(contentsOf: [0x5C, 0x78, 0x33, 0x64])   // \x3d
+            default:
+                if b >= low && b <= 0x7E {
+                    out.append(b)
+                } else {
+                    out.append(UInt8(ascii: "\\"))
+                    out.append(UInt8(ascii: "x"))
+                    out.append(hex[Int(b >> 4)])
+                    out.append(hex[Int(b & 15)])
+                }
+            }
+        }
+    }
+
+    /// `-` when absent; nothing for a present empty value.
+    public static func escapeOptional(_ bytes: [UInt8]?, mode: Mode = [], into out: inout [UInt8]) {
+        guard let bytes else {
+            out.append(UInt8(ascii: "-"))
+            return
+        }
+        escape(bytes, mode: mode, into: &out)
+    }
+
+    public static func escaped(_ bytes: some Collection<UInt8>, mode: Mode = []) -> [UInt8] {
+        var out: [UInt8] = []
+        escape(bytes, mode: mode, into: &out)
+        return out
+    }
+
+    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+}

@@ -1,0 +1,324 @@
+/// Loads a composefs image (ours or the reference's) back into a tree,
+/// as the reference loader does (FORMAT.md §15). Every offset, size, count
+/// and name is checked against the image: a damaged image is an error
+/// naming the offset, never a crash, and never a loop (each inode is
+/// loaded once; a second path to it becomes a hardlink entry).
+public enum ImageReader {
+    public enum Error: Swift.Error, CustomStringConvertible, Equatable {
+        case tooSmall(size: Int)
+        case notComposefs(magic: UInt32)
+        case unsupportedHeaderVersion(UInt32)
+        case notEROFS(magic: UInt32)
+        case unsupportedBlockSize(bits: UInt8)
+        case truncated(ByteReader.Error)
+        case corrupt(offset: Int, String)
+        case invalidFilter([UInt8])
+
+        public var description: String {
+            switch self {
+            case .tooSmall(let s): "Invalid argument (image of \(s) bytes is smaller than one block)"
+            case .notComposefs(let m): "Invalid argument (not a composefs image: magic 0x\(String(m, radix: 16)))"
+            case .unsupportedHeaderVersion(let v): "Operation not supported (composefs header version \(v))"
+            case .notEROFS(let m): "Invalid argument (no EROFS superblock: magic 0x\(String(m, radix: 16)))"
+            case .unsupportedBlockSize(let b): "Operation not supported (EROFS block size 2^\(b))"
+            case .truncated(let e): "Invalid argument (\(e))"
+            case .corrupt(let o, let why): "Invalid argument (corrupt image at offset \(o): \(why))"
+            case .invalidFilter(let f): "Filter must be a single name: \(String(bytes: f))"
+            }
+        }
+    }
+
+    public struct Image {
+        public var header: ComposefsHeader
+        public var superblock: EROFS.Superblock
+        public var root: Node
+    }
+
+    /// Loads the whole image, or with `filter` only the root entries whose
+    /// names are in it (with everything below them).
+    public static func load(_ data: [UInt8], filter: Set<[UInt8]>? = nil) throws(Error) -> Image {
+        do {
+            var loader = try Loader(data)
+            let root = try loader.loadTree(filter: filter)
+            return Image(header: loader.header, superblock: loader.superblock, root: root)
+        } catch let e as Error {
+            throw e
+        } catch let e as ByteReader.Error {
+            throw .truncated(e)
+        } catch let e as Node.Error {
+            throw .corrupt(offset: 0, "\(e)")
+        } catch {
+            throw .corrupt(offset: 0, "\(error)")
+        }
+    }
+
+    /// Just the header (what mount checks).
+    public static func header(_ data: [UInt8]) throws(Error) -> ComposefsHeader {
+        let r = ByteReader(data)
+        guard data.count >= ComposefsHeader.size else { throw .tooSmall(size: data.count) }
+        let h: ComposefsHeader
+        do { h = try ComposefsHeader(decoding: r) } catch { throw .truncated(error) }
+        guard h.magic == ComposefsHeader.magic else { throw .notComposefs(magic: h.magic) }
+        return h
+    }
+
+    struct Loader {
+        let r: ByteReader
+        let header: ComposefsHeader
+        let superblock: EROFS.Superblock
+        let meta: Int
+        let xattrBase: Int
+        let buildTime: Timespec
+        var byNid: [Int: Node] = [:]
+
+        init(_ data: [UInt8]) throws {
+            r = ByteReader(data)
+            guard data.count >= EROFS.blockSize else { throw Error.tooSmall(size: data.count) }
+            header = try ComposefsHeader(decoding: r)
+            guard header.magic == ComposefsHeader.magic else { throw Error.notComposefs(magic: header.magic) }
+            guard header.version == ComposefsHeader.headerVersion else {
+                throw Error.unsupportedHeaderVersion(header.version)
+            }
+            superblock = try EROFS.Superblock(decoding: r)
+            guard superblock.magic == EROFS.superblockMagic else { throw Error.notEROFS(magic: superblock.magic) }
+            guard superblock.blockSizeBits == EROFS.blockSizeBits else {
+                throw Error.unsupportedBlockSize(bits: superblock.blockSizeBits)
+            }
+            meta = Int(superblock.metaBlockAddress) * EROFS.blockSize
+            xattrBase = Int(superblock.xattrBlockAddress) * EROFS.blockSize
+            guard meta < data.count else { throw Error.corrupt(offset: 1024 + 40, "meta_blkaddr outside the image") }
+            guard xattrBase < data.count else { throw Error.corrupt(offset: 1024 + 44, "xattr_blkaddr outside the image") }
+            buildTime = Timespec(seconds: Int64(bitPattern: superblock.buildTime), nanoseconds: superblock.buildTimeNsec)
+        }
+
+        func inodeOffset(_ nid: UInt64, from: Int) throws -> Int {
+            guard nid <= UInt64(r.size / EROFS.slotSize) else {
+                throw Error.corrupt(offset: from, "nid \(nid) outside the image")
+            }
+            let o = meta + Int(nid) * EROFS.slotSize
+            try r.check(o, EROFS.Inode.compactSize)
+            return o
+        }
+
+        /// A decoded inode with its node, before its directory entries are read.
+        struct Loaded {
+            var node: Node
+            var inode: EROFS.Inode
+            var offset: Int
+            var tailOffset: Int
+            var tailLength: Int
+        }
+
+        func loadInode(nid: UInt64, name: [UInt8], from: Int) throws -> Loaded? {
+            let o = try inodeOffset(nid, from: from)
+            let inode = try EROFS.Inode(decoding: r, at: o, buildTime: buildTime)
+            let mode = UInt32(inode.mode)
+            guard let type = FileType(mode: mode) else {
+                throw Error.corrupt(offset: o, "invalid file type in mode \(String(mode, radix: 8))")
+            }
+            if type == .characterDevice && inode.u == 0 { return nil }   // whiteouts are hidden
+            let node = Node(name: name, mode: mode)
+            node.nlink = inode.nlink
+            node.uid = inode.uid
+            node.gid = inode.gid
+            node.mtime = inode.mtime
+            node.size = inode.size
+            if type == .characterDevice || type == .blockDevice { node.rdev = inode.u }
+
+            let xattrStart = o + inode.encodedSize
+            let xattrSize = inode.xattrAreaSize
+            try r.check(xattrStart, xattrSize)
+            let tailOffset = xattrStart + xattrSize
+            var tailLength = 0
+            if inode.layout == EROFS.DataLayout.flatInline.rawValue {
+                tailLength = Int(inode.size % UInt64(EROFS.blockSize))
+                try r.check(tailOffset, tailLength)
+            }
+            if xattrSize > 0 { try loadXattrs(node, type: type, at: xattrStart, size: xattrSize) }
+
+            let loaded = Loaded(node: node, inode: inode, offset: o, tailOffset: tailOffset, tailLength: tailLength)
+            switch type {
+            case .symlink:
+                let target: [UInt8]
+                if inode.layout == EROFS.DataLayout.flatInline.rawValue {
+                    target = try r.bytes(at: tailOffset, count: tailLength)
+                } else {
+                    guard inode.size < UInt64(EROFS.blockSize) else {
+                        throw Error.corrupt(offset: o, "symlink target of \(inode.size) bytes")
+                    }
+                    target = try r.bytes(at: try blockOffset(inode.u, from: o), count: Int(inode.size))
+                }
+                node.payload = target
+            case .regular where inode.size > 0:
+                switch inode.layout {
+                case EROFS.DataLayout.flatPlain.rawValue, EROFS.DataLayout.flatInline.rawValue:
+                    guard inode.size <= UInt64(Node.maxInlineContent) else {
+                        throw Error.corrupt(offset: o, "inline file of \(inode.size) bytes")
+                    }
+                    let size = Int(inode.size)
+                    let inBlocks = size - tailLength
+                    var content: [UInt8] = []
+                    content.reserveCapacity(size)
+                    if inBlocks > 0 {
+                        content += try r.slice(at: try blockOffset(inode.u, from: o), count: inBlocks)
+                    }
+                    content += try r.slice(at: tailOffset, count: tailLength)
+                    node.content = content
+                case EROFS.DataLayout.chunkBased.rawValue:
+                    break
+                default:
+                    throw Error.corrupt(offset: o, "unsupported data layout \(inode.layout) for a regular file")
+                }
+            default:
+                break
+            }
+            return loaded
+        }
+
+        func blockOffset(_ block: UInt32, from: Int) throws -> Int {
+            let o = Int(block) * EROFS.blockSize
+            guard o < r.size else { throw Error.corrupt(offset: from, "block \(block) outside the image") }
+            return o
+        }
+
+        /// Inline entries first, then shared ones, translated as in §15.3.
+        func loadXattrs(_ node: Node, type: FileType, at start: Int, size: Int) throws {
+            let sharedCount = Int(try r.u8(at: start + 4))
+            let end = start + size
+            guard 12 + 4 * sharedCount <= size else {
+                throw Error.corrupt(offset: start, "\(sharedCount) shared xattrs do not fit the xattr area")
+            }
+            var o = start + 12 + 4 * sharedCount
+            while o < end {
+                let e = try EROFS.XattrEntry.decode(r, at: o, end: end)
+                try apply(node, type: type, key: e.key, value: e.value)
+                o += e.size
+            }
+            for k in 0..<sharedCount {
+                let id = Int(try r.u32(at: start + 12 + 4 * k))
+                let eo = xattrBase + 4 * id
+                let e = try EROFS.XattrEntry.decode(r, at: eo, end: r.size)
+                try apply(node, type: type, key: e.key, value: e.value)
+            }
+        }
+
+        static let overlay = Array("trusted.overlay.".utf8)
+        static let escaped = Array("trusted.overlay.overlay.".utf8)
+
+        func apply(_ node: Node, type: FileType, key: [UInt8], value: [UInt8]) throws {
+            if key.starts(with: Self.overlay) {
+                if key == ImageLayout.redirectKey {
+                    if type == .regular, value.count > 1, value[0] == UInt8(ascii: "/") {
+                        // The true payload (the reference over-reads two bytes here).
+                        node.payload = Array(value[1...]).cutAtNUL()
+                    }
+                    return
+                }
+                if key == ImageLayout.metacopyKey {
+                    if type == .regular, value.count == 36 { node.digest = Array(value[4..<36]) }
+                    return
+                }
+                if key == ImageLayout.escapedWhiteout && type == .regular {
+                    node.mode = (node.mode & ~FileType.mask) | FileType.characterDevice.rawValue
+                    node.rdev = 0
+                    node.size = 0
+                    node.content = nil
+                    return
+                }
+                if key == ImageLayout.escapedWhiteouts { return }
+                if key.starts(with: Self.escaped) {
+                    try node.setXattr(Self.overlay + key[Self.escaped.count...], value, limit: Node.loadedXattrBudgetLimit)
+                }
+                return
+            }
+            if key == ImageLayout.userWhiteout || key == ImageLayout.userWhiteouts { return }
+            try node.setXattr(key, value, limit: Node.loadedXattrBudgetLimit)
+        }
+
+        /// One directory block or tail: (nid, name) pairs, `.` and `..` skipped.
+        func dirents(at start: Int, length: Int) throws -> [(nid: UInt64, name: [UInt8])] {
+            guard length >= 12 else { throw Error.corrupt(offset: start, "directory chunk of \(length) bytes") }
+            let first = Int(try r.u16(at: start + 8))
+            guard first % 12 == 0, first >= 12, first <= length else {
+                throw Error.corrupt(offset: start, "invalid first name offset \(first)")
+            }
+            let count = first / 12
+            var out: [(UInt64, [UInt8])] = []
+            out.reserveCapacity(count)
+            for i in 0..<count {
+                let h = start + 12 * i
+                let nid = try r.u64(at: h)
+                let nameStart = Int(try r.u16(at: h + 8))
+                var nameEnd: Int
+                if i + 1 < count {
+                    nameEnd = Int(try r.u16(at: h + 12 + 8))
+                } else {
+                    nameEnd = length
+                    if let z = r.data[(start + nameStart)..<(start + length)].firstIndex(of: 0), nameStart <= length {
+                        nameEnd = z - start
+                    }
+                }
+                guard nameStart >= first, nameStart < nameEnd, nameEnd <= length else {
+                    throw Error.corrupt(offset: h, "invalid directory entry name range \(nameStart)..<\(nameEnd)")
+                }
+                let name = try r.bytes(at: start + nameStart, count: nameEnd - nameStart)
+                if name == [0x2E] || name == [0x2E, 0x2E] { continue }
+                guard name.count <= Node.maxNameLength, !name.contains(0x2F), !name.contains(0) else {
+                    throw Error.corrupt(offset: h, "invalid file name in directory entry")
+                }
+                out.append((nid, name))
+            }
+            return out
+        }
+
+        /// Depth-first in directory order, with an explicit stack (a hostile
+        /// image may nest without bound).
+        mutating func loadTree(filter: Set<[UInt8]>?) throws -> Node {
+            let rootNid = UInt64(superblock.rootNid)
+            guard let root = try loadInode(nid: rootNid, name: [], from: EROFS.superblockOffset + 14),
+                  root.node.isDirectory else {
+                throw Error.corrupt(offset: EROFS.superblockOffset + 14, "the root inode is not a directory")
+            }
+            byNid[Int(rootNid)] = root.node
+            var stack: [(Loaded, Bool)] = [(root, true)]
+            while let (dir, isRoot) = stack.popLast() {
+                var children: [Loaded] = []
+                let size = dir.inode.size
+                let bs = UInt64(EROFS.blockSize)
+                let blocks = size / bs + (size % bs == 0 ? 0 : 1)
+                let inline = dir.inode.layout == EROFS.DataLayout.flatInline.rawValue
+                guard dir.inode.layout == EROFS.DataLayout.flatPlain.rawValue || inline else {
+                    throw Error.corrupt(offset: dir.offset, "unsupported data layout \(dir.inode.layout) for a directory")
+                }
+                guard blocks <= UInt64(r.size) / bs + 1 else {
+                    throw Error.corrupt(offset: dir.offset, "directory size \(size) larger than the image")
+                }
+                for b in 0..<Int(blocks) {
+                    let entries: [(nid: UInt64, name: [UInt8])]
+                    if inline && b == Int(blocks) - 1 {
+                        entries = try dirents(at: dir.tailOffset, length: dir.tailLength)
+                    } else {
+                        let (blk, o1) = dir.inode.u.addingReportingOverflow(UInt32(truncatingIfNeeded: b))
+                        guard !o1 else { throw Error.corrupt(offset: dir.offset, "directory block address overflows") }
+                        let o = try blockOffset(blk, from: dir.offset)
+                        try r.check(o, EROFS.blockSize)
+                        entries = try dirents(at: o, length: EROFS.blockSize)
+                    }
+                    for (nid, name) in entries {
+                        if isRoot, let filter, !filter.contains(name) { continue }
+                        if let existing = byNid[Int(truncatingIfNeeded: nid)] {
+                            try dir.node.addChild(Node(name: name, hardlinkTo: existing))
+                            continue
+                        }
+                        guard let child = try loadInode(nid: nid, name: name, from: dir.offset) else { continue }
+                        byNid[Int(truncatingIfNeeded: nid)] = child.node
+                        try dir.node.addChild(child.node)
+                        if child.node.isDirectory { children.append(child) }
+                    }
+                }
+                for c in children.reversed() { stack.append((c, false)) }
+            }
+            return root.node
+        }
+    }
+}

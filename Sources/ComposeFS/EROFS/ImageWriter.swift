@@ -1,0 +1,186 @@
+/// Writes a tree as a composefs image, byte-identical to the reference
+/// `mkcomposefs` for the same tree and version range (FORMAT.md §5–§12).
+public enum ImageWriter {
+    public enum Error: Swift.Error, CustomStringConvertible, Equatable {
+        case invalidVersion(min: UInt32, max: UInt32)
+        case rootNotDirectory
+        case invalidMode(path: [UInt8], mode: UInt32)
+        case childrenOnNonDirectory(path: [UInt8])
+        case fileTooLarge(path: [UInt8], size: UInt64)
+        case contentSizeMismatch(path: [UInt8], content: Int, size: UInt64)
+        case contentTooLarge(path: [UInt8], size: Int)
+        case invalidDigest(path: [UInt8])
+        case payloadTooLong(path: [UInt8])
+        case invalidSymlink(path: [UInt8])
+        case xattr(path: [UInt8], Node.Error)
+        case tooManyXattrs(path: [UInt8])
+        case hardlinkLoop(path: [UInt8])
+        case hardlinkTargetMissing(path: [UInt8])
+        case hardlinkToWhiteout(path: [UInt8])
+        case rootNidTooLarge
+        case imageTooLarge
+
+        /// The reference reports these as errno values; the message keeps
+        /// that text first and adds what and where.
+        public var description: String {
+            switch self {
+            case let .invalidVersion(min, max):
+                "Invalid argument (format version range \(min)...\(max); versions 0 and 1 exist)"
+            case .rootNotDirectory: "Not a directory (the root must be a directory)"
+            case let .invalidMode(p, m): "Invalid argument (\(show(p)): invalid file type in mode \(String(m, radix: 8)))"
+            case let .childrenOnNonDirectory(p): "Invalid argument (\(show(p)) has children but is not a directory)"
+            case let .fileTooLarge(p, s): "File too large (\(show(p)): \(s) bytes is more than 1024 chunks)"
+            case let .contentSizeMismatch(p, c, s): "Invalid argument (\(show(p)): \(c) bytes of content for size \(s))"
+            case let .contentTooLarge(p, s): "Invalid argument (\(show(p)): inline content of \(s) bytes exceeds 5000)"
+            case let .invalidDigest(p): "Invalid argument (\(show(p)): a digest must be 32 bytes)"
+            case let .payloadTooLong(p): "File name too long (\(show(p)): payload of 4096 bytes or more)"
+            case let .invalidSymlink(p): "Invalid argument (\(show(p)): symlink target must be 1 to 4095 bytes)"
+            case let .xattr(p, e): "Numerical result out of range (\(show(p)): \(e))"
+            case let .tooManyXattrs(p): "Numerical result out of range (\(show(p)): xattr area too large)"
+            case let .hardlinkLoop(p): "Too many levels of symbolic links (hardlink loop at \(show(p)))"
+            case let .hardlinkTargetMissing(p): "Invalid argument (\(show(p)): hardlink target is not in the tree)"
+            case let .hardlinkToWhiteout(p): "Invalid argument (\(show(p)): a hardlink to a whiteout cannot be represented)"
+            case .rootNidTooLarge: "Invalid argument (root inode beyond the 16-bit nid range)"
+            case .imageTooLarge: "File too large (image exceeds 2^32 blocks)"
+            }
+        }
+
+        private func show(_ p: [UInt8]) -> String { String(bytes: p) }
+    }
+
+    public struct Options: Sendable {
+        /// Lowest format version to write (the version unless an upgrade is needed).
+        public var minVersion: UInt32
+        /// Highest format version allowed (§1.3).
+        public var maxVersion: UInt32
+
+        public init(minVersion: UInt32 = 0, maxVersion: UInt32 = 1) {
+            self.minVersion = minVersion
+            self.maxVersion = maxVersion
+        }
+    }
+
+    /// The image bytes for `root`.
+    public static func write(_ root: Node, options: Options = Options()) throws(Error) -> [UInt8] {
+        let version = try ImageLayout.resolveVersion(root: root, min: options.minVersion, max: options.maxVersion)
+        let layout = try ImageLayout(root: root, version: version)
+        return serialize(layout)
+    }
+
+    static func serialize(_ layout: ImageLayout) -> [UInt8] {
+        let bs = EROFS.blockSize
+        var w = ByteWriter(capacity: layout.imageSize)
+        ComposefsHeader(flags: layout.hasACL ? ComposefsHeader.flagHasACL : 0,
+                        composefsVersion: layout.version).encode(into: &w)
+        w.zeros(EROFS.superblockOffset - w.count)
+
+        var sb = EROFS.Superblock()
+        sb.rootNid = UInt16(layout.items[0].nid)
+        sb.inodeCount = UInt64(layout.items.count)
+        sb.buildTime = UInt64(bitPattern: layout.minMtime.seconds)
+        sb.buildTimeNsec = layout.minMtime.nanoseconds
+        sb.blocks = UInt32(layout.imageSize / bs)
+        sb.metaBlockAddress = 0
+        sb.xattrBlockAddress = UInt32(layout.inodesEnd / bs)
+        sb.encode(into: &w)
+
+        // Inode table (§10).
+        var block = layout.dataStart / bs
+        for (index, it) in layout.items.enumerated() {
+            w.zeros(it.ipad)
+            assert(w.count == it.nid * EROFS.slotSize)
+            var u: UInt32 = 0
+            let type = it.type
+            if (type == .directory || type == .regular || type == .symlink) && it.nBlocks > 0 {
+                u = UInt32(block)
+                block += it.nBlocks
+            }
+            if type == .characterDevice || type == .blockDevice { u = it.rdev }
+            if it.external { u = (u & 0xFFFF_0000) | UInt32(it.chunkBits - 12) }
+            let size: UInt64 = switch type {
+            case .directory, .regular, .symlink: it.size
+            default: 0
+            }
+            let inode = EROFS.Inode(
+                extended: !it.compact, layout: it.layout.rawValue,
+                xattrCount: it.xattrSize == 0 ? 0 : UInt16((it.xattrSize - 12) / 4 + 1),
+                mode: UInt16(truncatingIfNeeded: it.mode), nlink: it.nlink, size: size, u: u,
+                ino: UInt32(truncatingIfNeeded: index), uid: it.uid, gid: it.gid, mtime: it.mtime)
+            inode.encode(into: &w)
+            if it.xattrSize > 0 {
+                let start = w.count
+                w.u32(it.filter)                        // 0: h_name_filter
+                w.u8(UInt8(it.sharedRefs.count))        // 4: h_shared_count
+                w.zeros(7)                              // 5: h_reserved2
+                for id in it.sharedRefs { w.u32(id) }   // 12: h_shared_xattrs
+                for e in it.inlineXattrs { e.encode(into: &w) }
+                w.zeros(it.xattrSize - (w.count - start))
+            }
+            if it.tail > 0 {
+                switch type {
+                case .directory:
+                    encodeDirents(layout, it, it.dirChunks[it.dirChunks.count - 1], into: &w)
+                case .symlink:
+                    w.append(it.target)
+                case .regular:
+                    if let content = it.content {
+                        w.append(content[(content.count - it.tail)...])
+                    } else {
+                        for _ in 0..<it.chunkCount { w.u32(EROFS.nullAddress) }
+                    }
+                default:
+                    break
+                }
+            }
+        }
+        w.pad(to: EROFS.slotSize)
+        assert(w.count == layout.inodesEnd)
+
+        // Shared xattr table (§11.4), then padding to the data area.
+        for (x, _) in layout.sharedTable { EROFS.XattrEntry(key: x.key, value: x.value).encode(into: &w) }
+        w.zeros(layout.dataStart - w.count)
+
+        // Data blocks (§12.4), in inode order.
+        for it in layout.items where it.nBlocks > 0 {
+            let start = w.count
+            switch it.type {
+            case .directory:
+                for (k, chunk) in it.dirChunks.enumerated() where k < it.nBlocks {
+                    encodeDirents(layout, it, chunk, into: &w)
+                    w.pad(to: bs)
+                }
+            case .regular:
+                if let content = it.content {
+                    w.append(content[0..<min(content.count, bs)])
+                } else {
+                    for _ in 0..<(bs / 4) { w.u32(EROFS.nullAddress) }
+                }
+            case .symlink:
+                w.append(it.target)
+            default:
+                break
+            }
+            w.pad(to: bs)
+            assert(w.count - start == it.nBlocks * bs)
+        }
+        assert(w.count == layout.imageSize)
+        return w.finish()
+    }
+
+    /// One directory block or inline tail (§12.1): the 12-byte headers,
+    /// then the names packed end to end.
+    static func encodeDirents(_ layout: ImageLayout, _ dir: ImageLayout.Item, _ range: Range<Int>, into w: inout ByteWriter) {
+        guard !range.isEmpty else { return }
+        var nameOffset = 12 * range.count
+        for k in range {
+            let e = dir.entries[k]
+            let target = layout.items[e.target]
+            w.u64(UInt64(target.nid))            // 0: nid
+            w.u16(UInt16(nameOffset))            // 8: nameoff
+            w.u8(target.type.direntType)         // 10: file_type
+            w.u8(0)                              // 11: reserved
+            nameOffset += e.name.count
+        }
+        for k in range { w.append(dir.entries[k].name) }
+    }
+}

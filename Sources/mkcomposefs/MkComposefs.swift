@@ -1,0 +1,167 @@
+import ArgumentParser
+import ComposeFS
+import Glibc
+
+@main
+struct MkComposefs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mkcomposefs",
+        abstract: "Create a composefs image from a directory tree or a composefs-dump(5) file.",
+        usage: "mkcomposefs [OPTIONS] SOURCE IMAGE\n       mkcomposefs --print-digest-only [OPTIONS] SOURCE"
+    )
+
+    @Flag(name: .customLong("from-file"), help: "SOURCE is a composefs-dump(5) file ('-' for standard input).")
+    var fromFile = false
+
+    @Option(name: .customLong("digest-store"), help: ArgumentHelp("Copy file contents into this object store.", valueName: "PATH"))
+    var digestStore: String?
+
+    @Flag(name: .customLong("print-digest"), help: "Print the image's fs-verity digest.")
+    var printDigest = false
+
+    @Flag(name: .customLong("print-digest-only"), help: "Print the digest and write no image.")
+    var printDigestOnly = false
+
+    @Flag(name: .customLong("use-epoch"), help: "Set every mtime to 0.")
+    var useEpoch = false
+
+    @Flag(name: .customLong("skip-devices"), help: "Leave out block and character devices.")
+    var skipDevices = false
+
+    @Flag(name: .customLong("skip-xattrs"), help: "Read no extended attributes.")
+    var skipXattrs = false
+
+    @Flag(name: .customLong("user-xattrs"), help: "Read only user.* extended attributes.")
+    var userXattrs = false
+
+    @Option(name: .customLong("min-version"), help: ArgumentHelp("Lowest format version to write.", valueName: "N"))
+    var minVersion: String?
+
+    @Option(name: .customLong("max-version"), help: ArgumentHelp("Highest format version to write.", valueName: "N"))
+    var maxVersion: String?
+
+    @Option(name: .customLong("threads"), help: ArgumentHelp("Worker threads for digests and copies.", valueName: "N"))
+    var threads: String?
+
+    @Argument(help: "The source directory or dump file, then the image path ('-' for standard output).")
+    var paths: [String] = []
+
+    static func main() {
+        do {
+            let command = try parseAsRoot() as! MkComposefs
+            try command.execute()
+        } catch let failure as Failure {
+            failure.report()
+            Terminal.exit(1)
+        } catch {
+            if exitCode(for: error) == .success {
+                print(helpMessage())
+                Terminal.exit(0)
+            }
+            Terminal.error("mkcomposefs: \(message(for: error))\n\(usageString())")
+            Terminal.exit(1)
+        }
+    }
+
+    static func usageString() -> String { "usage: \(configuration.usage!)\nSee 'mkcomposefs --help' or mkcomposefs(1).\n" }
+
+    /// A message for stderr and exit status 1.
+    struct Failure: Error {
+        var message: String
+        var usage = false
+        func report() {
+            Terminal.error("mkcomposefs: \(message)\n")
+            if usage { Terminal.error(MkComposefs.usageString()) }
+        }
+    }
+
+    /// C `strtol` base 10 on the whole value.
+    static func parseVersion(_ text: String?, _ what: String) throws -> UInt32? {
+        guard let text else { return nil }
+        let bytes = Array(text.utf8)
+        var i = 0
+        while i < bytes.count, bytes[i] == 0x20 || (0x09...0x0D).contains(bytes[i]) { i += 1 }
+        var negative = false
+        if i < bytes.count, bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+") {
+            negative = bytes[i] == UInt8(ascii: "-")
+            i += 1
+        }
+        guard i < bytes.count, bytes[i...].allSatisfy({ (0x30...0x39).contains($0) }) else {
+            throw Failure(message: "Invalid \(what) version \(text)")
+        }
+        // Anything out of range is refused by the writer with EINVAL.
+        guard !negative, let v = UInt32(String(decoding: bytes[i...], as: UTF8.self)) else { return UInt32.max }
+        return v
+    }
+
+    func execute() throws {
+        var minV = try Self.parseVersion(minVersion, "min")
+        var maxV = try Self.parseVersion(maxVersion, "max")
+        if minV == nil && maxV == nil {
+            minV = 0
+            maxV = 1
+        }
+        if let threads {
+            guard let n = Int(threads), n > 0 else { throw Failure(message: "Invalid threads count \(threads)") }
+            _ = n
+        }
+        guard let source = paths.first else { throw Failure(message: "No source path specified", usage: true) }
+        guard !source.isEmpty else { throw Failure(message: "Empty source path specified") }
+        var image: String? = nil
+        if printDigestOnly {
+            guard paths.count == 1 else {
+                throw Failure(message: "Cannot specify destination path with --print-digest-only", usage: true)
+            }
+        } else {
+            guard paths.count >= 2 else { throw Failure(message: "No destination path specified", usage: true) }
+            guard paths.count == 2 else { throw Failure(message: "Too many arguments", usage: true) }
+            image = paths[1]
+        }
+        if image == "-" && isatty(1) != 0 {
+            throw Failure(message: "stdout is a tty.  Refusing to use it")
+        }
+
+        let root: Node
+        if fromFile {
+            let data: [UInt8]
+            do {
+                data = try FileIO.read(path: source)
+            } catch {
+                throw Failure(message: "\(error)")
+            }
+            do {
+                root = try DumpParser.parse(data, strict: ComposeFS.strictParsingRequested)
+            } catch {
+                throw Failure(message: "\(source == "-" ? "<stdin>" : source): \(error)")
+            }
+        } else {
+            throw Failure(message: "error accessing \(source): directory sources are not supported yet")
+        }
+
+        let bytes: [UInt8]
+        do {
+            bytes = try ImageWriter.write(root, options: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0))
+        } catch {
+            throw Failure(message: "cannot write file: \(error)")
+        }
+        if let image {
+            do {
+                if image == "-" {
+                    try FileIO.write(fd: 1, bytes, path: "<stdout>")
+                } else {
+                    try FileIO.writeAtomically(bytes, to: image)
+                }
+            } catch {
+                throw Failure(message: "cannot write file: \(error)")
+            }
+        }
+        if printDigest || printDigestOnly {
+            let line = Array((FsVerity.digest(bytes).hexString + "\n").utf8)
+            do {
+                try FileIO.write(fd: 1, line, path: "<stdout>")
+            } catch {
+                throw Failure(message: "\(error)")
+            }
+        }
+    }
+}

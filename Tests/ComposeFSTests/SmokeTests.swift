@@ -1,0 +1,4 @@
+import Testing
+@testable import ComposeFS
+
+@Test func placeholder() { #expect(true) }
