@@ -19,7 +19,6 @@ public enum DumpParser {
         case emptyPath
         case embeddedNUL(position: Int)
         case missingTrailingNewline
-        case missingFields(found: Int)
         case escape(DumpEscaping.Error)
         case invalidInteger([UInt8])
         case invalidMode(UInt32)
@@ -53,7 +52,6 @@ public enum DumpParser {
             case .emptyPath: return "Invalid empty path"
             case .embeddedNUL(let p): return "Invalid embedded NUL character at position \(p)"
             case .missingTrailingNewline: return "Missing trailing newline"
-            case .missingFields(let n): return "Missing fields: a line needs 11, this one has \(n)"
             case .escape(let e): return e.description
             case .invalidInteger(let t): return "Invalid integer \(s(t))"
             case .invalidMode(let m): return "Invalid mode \(String(m, radix: 8))"
@@ -139,24 +137,21 @@ public enum DumpParser {
         mutating func parseLine(_ text: UnsafeBufferPointer<UInt8>) throws(Reason) {
             if let nul = text.firstIndex(of: 0) { throw .embeddedNUL(position: nul) }
             guard !text.isEmpty else { throw .emptyPath }
-            // The 11 fixed fields, then the xattr text.
+            // The 11 fixed fields (missing trailing ones read as empty, as
+            // in the reference), then the xattr text.
             var fields: [Slice<UnsafeBufferPointer<UInt8>>] = []
             fields.reserveCapacity(11)
             var pos = 0
             var xattrText: Slice<UnsafeBufferPointer<UInt8>>? = nil
             while fields.count < 11 {
+                guard pos <= text.count else {
+                    fields.append(text[text.count...])
+                    continue
+                }
                 var e = pos
                 while e < text.count && text[e] != 0x20 { e += 1 }
                 fields.append(text[pos..<e])
-                if e >= text.count {
-                    pos = text.count + 1
-                    break
-                }
                 pos = e + 1
-            }
-            guard fields.count == 11 else {
-                if fields.count == 1 && fields[0].isEmpty { throw .emptyPath }
-                throw .missingFields(found: fields.count)
             }
             if pos <= text.count { xattrText = text[pos...] }
 
@@ -190,7 +185,8 @@ public enum DumpParser {
 
             let payload = try optional(fields[8])?.cutAtNUL()
             let content = try optional(fields[9])
-            let digestText = try optional(fields[10])?.cutAtNUL()
+            // An empty digest field (a short line) means no digest.
+            let digestText = try optional(fields[10])?.cutAtNUL().nilIfEmpty
             if let content, UInt64(content.count) != size {
                 throw .contentSizeMismatch(content: content.count, size: size)
             }

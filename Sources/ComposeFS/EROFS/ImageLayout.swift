@@ -184,7 +184,6 @@ struct ImageLayout {
             let path = items[dir].path + [UInt8(ascii: "/")] + items[dir].entries[e].name
             guard let target = link.resolvedTarget else { throw .hardlinkLoop(path: path) }
             guard let t = index[ObjectIdentifier(target)] else { throw .hardlinkTargetMissing(path: path) }
-            if Self.isWhiteout(target) { throw .hardlinkToWhiteout(path: path) }
             items[dir].entries[e].target = t
         }
         // Whiteout markers on the parents (§5.3 step 4).

@@ -271,8 +271,36 @@ public enum ImageReader {
             return out
         }
 
-        /// Depth-first in directory order, with an explicit stack (a hostile
-        /// image may nest without bound).
+        /// All entries of a directory, block by block.
+        func entries(of dir: Loaded) throws -> [(nid: UInt64, name: [UInt8])] {
+            let size = dir.inode.size
+            let bs = UInt64(EROFS.blockSize)
+            let blocks = size / bs + (size % bs == 0 ? 0 : 1)
+            let inline = dir.inode.layout == EROFS.DataLayout.flatInline.rawValue
+            guard dir.inode.layout == EROFS.DataLayout.flatPlain.rawValue || inline else {
+                throw Error.corrupt(offset: dir.offset, "unsupported data layout \(dir.inode.layout) for a directory")
+            }
+            guard blocks <= UInt64(r.size) / bs + 1 else {
+                throw Error.corrupt(offset: dir.offset, "directory size \(size) larger than the image")
+            }
+            var all: [(nid: UInt64, name: [UInt8])] = []
+            for b in 0..<Int(blocks) {
+                if inline && b == Int(blocks) - 1 {
+                    all += try dirents(at: dir.tailOffset, length: dir.tailLength)
+                } else {
+                    let (blk, overflow) = dir.inode.u.addingReportingOverflow(UInt32(truncatingIfNeeded: b))
+                    guard !overflow else { throw Error.corrupt(offset: dir.offset, "directory block address overflows") }
+                    let o = try blockOffset(blk, from: dir.offset)
+                    try r.check(o, EROFS.blockSize)
+                    all += try dirents(at: o, length: EROFS.blockSize)
+                }
+            }
+            return all
+        }
+
+        /// Depth-first in directory order (a subdirectory is finished before
+        /// its next sibling), with an explicit stack: a hostile image may
+        /// nest without bound.
         mutating func loadTree(filter: Set<[UInt8]>?) throws -> Node {
             let rootNid = UInt64(superblock.rootNid)
             guard let root = try loadInode(nid: rootNid, name: [], from: EROFS.superblockOffset + 14),
@@ -280,43 +308,29 @@ public enum ImageReader {
                 throw Error.corrupt(offset: EROFS.superblockOffset + 14, "the root inode is not a directory")
             }
             byNid[Int(rootNid)] = root.node
-            var stack: [(Loaded, Bool)] = [(root, true)]
-            while let (dir, isRoot) = stack.popLast() {
-                var children: [Loaded] = []
-                let size = dir.inode.size
-                let bs = UInt64(EROFS.blockSize)
-                let blocks = size / bs + (size % bs == 0 ? 0 : 1)
-                let inline = dir.inode.layout == EROFS.DataLayout.flatInline.rawValue
-                guard dir.inode.layout == EROFS.DataLayout.flatPlain.rawValue || inline else {
-                    throw Error.corrupt(offset: dir.offset, "unsupported data layout \(dir.inode.layout) for a directory")
+            var rootEntries = try entries(of: root)
+            if let filter { rootEntries = rootEntries.filter { filter.contains($0.name) } }
+            var stack: [(dir: Loaded, entries: [(nid: UInt64, name: [UInt8])], next: Int)] = [(root, rootEntries, 0)]
+            while !stack.isEmpty {
+                let top = stack.count - 1
+                let k = stack[top].next
+                guard k < stack[top].entries.count else {
+                    stack.removeLast()
+                    continue
                 }
-                guard blocks <= UInt64(r.size) / bs + 1 else {
-                    throw Error.corrupt(offset: dir.offset, "directory size \(size) larger than the image")
+                stack[top].next = k + 1
+                let (nid, name) = stack[top].entries[k]
+                let dir = stack[top].dir.node
+                if let existing = byNid[Int(truncatingIfNeeded: nid)] {
+                    try dir.addChild(Node(name: name, hardlinkTo: existing))
+                    continue
                 }
-                for b in 0..<Int(blocks) {
-                    let entries: [(nid: UInt64, name: [UInt8])]
-                    if inline && b == Int(blocks) - 1 {
-                        entries = try dirents(at: dir.tailOffset, length: dir.tailLength)
-                    } else {
-                        let (blk, o1) = dir.inode.u.addingReportingOverflow(UInt32(truncatingIfNeeded: b))
-                        guard !o1 else { throw Error.corrupt(offset: dir.offset, "directory block address overflows") }
-                        let o = try blockOffset(blk, from: dir.offset)
-                        try r.check(o, EROFS.blockSize)
-                        entries = try dirents(at: o, length: EROFS.blockSize)
-                    }
-                    for (nid, name) in entries {
-                        if isRoot, let filter, !filter.contains(name) { continue }
-                        if let existing = byNid[Int(truncatingIfNeeded: nid)] {
-                            try dir.node.addChild(Node(name: name, hardlinkTo: existing))
-                            continue
-                        }
-                        guard let child = try loadInode(nid: nid, name: name, from: dir.offset) else { continue }
-                        byNid[Int(truncatingIfNeeded: nid)] = child.node
-                        try dir.node.addChild(child.node)
-                        if child.node.isDirectory { children.append(child) }
-                    }
+                guard let child = try loadInode(nid: nid, name: name, from: stack[top].dir.offset) else { continue }
+                byNid[Int(truncatingIfNeeded: nid)] = child.node
+                try dir.addChild(child.node)
+                if child.node.isDirectory {
+                    stack.append((child, try entries(of: child), 0))
                 }
-                for c in children.reversed() { stack.append((c, false)) }
             }
             return root.node
         }

@@ -16,7 +16,6 @@ public enum ImageWriter {
         case tooManyXattrs(path: [UInt8])
         case hardlinkLoop(path: [UInt8])
         case hardlinkTargetMissing(path: [UInt8])
-        case hardlinkToWhiteout(path: [UInt8])
         case rootNidTooLarge
         case imageTooLarge
 
@@ -39,7 +38,6 @@ public enum ImageWriter {
             case let .tooManyXattrs(p): "Numerical result out of range (\(show(p)): xattr area too large)"
             case let .hardlinkLoop(p): "Too many levels of symbolic links (hardlink loop at \(show(p)))"
             case let .hardlinkTargetMissing(p): "Invalid argument (\(show(p)): hardlink target is not in the tree)"
-            case let .hardlinkToWhiteout(p): "Invalid argument (\(show(p)): a hardlink to a whiteout cannot be represented)"
             case .rootNidTooLarge: "Invalid argument (root inode beyond the 16-bit nid range)"
             case .imageTooLarge: "File too large (image exceeds 2^32 blocks)"
             }

@@ -92,3 +92,7 @@ extension String {
     /// A byte string shown to a person (invalid UTF-8 repaired).
     init(bytes: [UInt8]) { self = String(decoding: bytes, as: UTF8.self) }
 }
+
+extension Array where Element == UInt8 {
+    var nilIfEmpty: [UInt8]? { isEmpty ? nil : self }
+}
