@@ -21,7 +21,7 @@ struct ComposefsInfo: ParsableCommand {
 
     static func main() {
         do {
-            let command = try parseAsRoot() as! ComposefsInfo
+            let command = try parse()
             try command.execute()
         } catch let failure as Failure {
             Terminal.error(failure.message)

@@ -48,7 +48,7 @@ struct MkComposefs: ParsableCommand {
 
     static func main() {
         do {
-            let command = try parseAsRoot() as! MkComposefs
+            let command = try parse()
             try command.execute()
         } catch let failure as Failure {
             failure.report()
