@@ -101,9 +101,10 @@ struct MkComposefs: ParsableCommand {
             minV = 0
             maxV = 1
         }
+        var threadCount = Parallel.availableCPUs
         if let threads {
             guard let n = Int(threads), n > 0 else { throw Failure(message: "Invalid threads count \(threads)") }
-            _ = n
+            threadCount = n
         }
         guard let source = paths.first else { throw Failure(message: "No source path specified", usage: true) }
         guard !source.isEmpty else { throw Failure(message: "Empty source path specified") }
@@ -135,7 +136,23 @@ struct MkComposefs: ParsableCommand {
                 throw Failure(message: "\(source == "-" ? "<stdin>" : source): \(error)")
             }
         } else {
-            throw Failure(message: "error accessing \(source): directory sources are not supported yet")
+            var options = DirectoryScanner.Options()
+            options.useEpoch = useEpoch
+            options.skipDevices = skipDevices
+            options.skipXattrs = skipXattrs
+            options.userXattrsOnly = userXattrs
+            options.threads = threadCount
+            options.digestStore = digestStore
+            let progress = Terminal.isTerminal(2) ? ProgressLine() : nil
+            if let progress {
+                options.progress = { @Sendable (files: Int, bytes: UInt64) in progress.update(files: files, bytes: bytes) }
+            }
+            defer { progress?.finish() }
+            do {
+                root = try DirectoryScanner.scan(source, options: options)
+            } catch {
+                throw Failure(message: "\(error)")
+            }
         }
 
         let bytes: [UInt8]

@@ -3,6 +3,8 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
 
 /// FS_IOC_MEASURE_VERITY with a SHA-256 sized buffer.
 /// Returns the digest size (>= 0) written to `digest`, or -1 with errno set.
@@ -11,5 +13,20 @@ int cfs_measure_verity(int fd, uint8_t *digest, size_t capacity, uint16_t *algor
 /// FS_IOC_ENABLE_VERITY: version 1, SHA-256, 4096-byte blocks, no salt, no signature.
 /// Returns 0 or -1 with errno set.
 int cfs_enable_verity(int fd);
+
+/// FICLONE: share `src`'s extents with `dst` (reflink). 0 or -1 with errno.
+int cfs_ficlone(int dst, int src);
+
+/// copy_file_range(2) from the current offsets. Bytes copied or -1 with errno.
+long cfs_copy_file_range(int src, int dst, size_t length);
+
+/// syncfs(2): flush the filesystem holding `fd`. 0 or -1 with errno.
+int cfs_syncfs(int fd);
+
+/// O_TMPFILE for open(2) (hidden behind _GNU_SOURCE in the C headers).
+int cfs_o_tmpfile(void);
+
+/// CPUs in this process's affinity mask (0 if unknown).
+int cfs_affinity_cpu_count(void);
 
 #endif

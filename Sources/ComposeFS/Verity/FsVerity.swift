@@ -21,17 +21,23 @@ public enum FsVerity {
 
     /// Digest of an in-memory byte string.
     public static func digest(_ data: [UInt8]) -> [UInt8] {
-        var h = Hasher()
+        let h = Hasher()
         data.withUnsafeBufferPointer { h.update(UnsafeRawBufferPointer($0)) }
         return h.finalize()
     }
 
     /// Digest of a file's contents read from `fd` starting at offset 0.
     public static func digest(fd: Int32, path: String = "") throws(Error) -> [UInt8] {
-        var h = Hasher()
-        let chunk = 1 << 20
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buf.deallocate() }
+        return try digest(fd: fd, path: path, buffer: buf)
+    }
+
+    /// Digest of `fd` read through a caller's scratch buffer (reused across
+    /// files by the parallel scanners).
+    public static func digest(fd: Int32, path: String = "", buffer buf: UnsafeMutableRawBufferPointer) throws(Error) -> [UInt8] {
+        let h = Hasher()
+        let chunk = buf.count
         var offset: off_t = 0
         while true {
             let n = pread(fd, buf.baseAddress, chunk, offset)
@@ -64,84 +70,92 @@ public enum FsVerity {
         _ = SHA256(p?.assumingMemoryBound(to: UInt8.self), n, out)
     }
 
-    /// Streaming Merkle tree. Memory: one pending block per tree level.
-    public struct Hasher {
-        /// levels[0] holds the partial data block; levels[i>0] the pending
-        /// digests of level i (each < 4096 bytes once full blocks are hashed).
-        private var levels: [[UInt8]] = [[]]
-        /// Number of digests produced at each level i ≥ 1 (index i).
-        private var counts: [Int] = [0]
+    /// Streaming Merkle tree. Memory: one 4096-byte block per tree level,
+    /// no allocation per block.
+    public final class Hasher {
+        /// Levels of the tree: level 0 is the partial data block, level i
+        /// the pending digests of level i (hashed as soon as a block fills).
+        static let maxLevels = 12
+        private let blocks: UnsafeMutableRawPointer
+        private var fill = [Int](repeating: 0, count: Hasher.maxLevels)
+        /// Digests produced at each level (index ≥ 1).
+        private var produced = [Int](repeating: 0, count: Hasher.maxLevels)
+        private var top = 0
         private var total: UInt64 = 0
 
-        public init() {}
+        public init() {
+            blocks = UnsafeMutableRawPointer.allocate(byteCount: Hasher.maxLevels * FsVerity.blockSize, alignment: 64)
+        }
 
-        public mutating func update(_ data: UnsafeRawBufferPointer) {
+        deinit { blocks.deallocate() }
+
+        private func block(_ level: Int) -> UnsafeMutableRawPointer { blocks + level * FsVerity.blockSize }
+
+        public func update(_ data: UnsafeRawBufferPointer) {
             guard var p = data.baseAddress else { return }
             var n = data.count
             total += UInt64(n)
             let bs = FsVerity.blockSize
-            if !levels[0].isEmpty {
-                let take = Swift.min(n, bs - levels[0].count)
-                levels[0].append(contentsOf: UnsafeRawBufferPointer(start: p, count: take))
+            if fill[0] > 0 {
+                let take = Swift.min(n, bs - fill[0])
+                (block(0) + fill[0]).copyMemory(from: p, byteCount: take)
+                fill[0] += take
                 p += take
                 n -= take
-                if levels[0].count == bs {
-                    let block = levels[0]
-                    levels[0].removeAll(keepingCapacity: true)
-                    block.withUnsafeBytes { hashBlock($0.baseAddress!, level: 0) }
+                if fill[0] == bs {
+                    fill[0] = 0
+                    hash(block(0), into: 1)
                 }
             }
             while n >= bs {
-                hashBlock(p, level: 0)
+                hash(p, into: 1)
                 p += bs
                 n -= bs
             }
-            if n > 0 { levels[0].append(contentsOf: UnsafeRawBufferPointer(start: p, count: n)) }
-        }
-
-        public mutating func update(_ bytes: [UInt8]) {
-            bytes.withUnsafeBytes { update($0) }
-        }
-
-        /// Hashes one full 4096-byte block of level `level` into level + 1.
-        private mutating func hashBlock(_ block: UnsafeRawPointer, level: Int) {
-            var d = [UInt8](repeating: 0, count: FsVerity.digestSize)
-            d.withUnsafeMutableBufferPointer { FsVerity.sha256(block, FsVerity.blockSize, $0.baseAddress!) }
-            push(d, level: level + 1)
-        }
-
-        private mutating func push(_ digest: [UInt8], level: Int) {
-            if levels.count <= level { levels.append([]); counts.append(0) }
-            counts[level] += 1
-            levels[level].append(contentsOf: digest)
-            if levels[level].count == FsVerity.blockSize {
-                let block = levels[level]
-                levels[level].removeAll(keepingCapacity: true)
-                block.withUnsafeBytes { hashBlock($0.baseAddress!, level: level) }
+            if n > 0 {
+                block(0).copyMemory(from: p, byteCount: n)
+                fill[0] = n
             }
         }
 
-        private mutating func flush(level: Int) {
-            guard !levels[level].isEmpty else { return }
-            var block = levels[level]
-            levels[level].removeAll()
-            block.append(contentsOf: repeatElement(0, count: FsVerity.blockSize - block.count))
-            block.withUnsafeBytes { hashBlock($0.baseAddress!, level: level) }
+        public func update(_ bytes: [UInt8]) {
+            bytes.withUnsafeBytes { update($0) }
         }
 
-        public mutating func finalize() -> [UInt8] {
+        /// SHA-256 of one 4096-byte block, appended to `level`.
+        private func hash(_ data: UnsafeRawPointer, into level: Int) {
+            precondition(level < Hasher.maxLevels)
+            if level > top { top = level }
+            let dest = block(level) + fill[level]
+            FsVerity.sha256(data, FsVerity.blockSize, dest.assumingMemoryBound(to: UInt8.self))
+            fill[level] += FsVerity.digestSize
+            produced[level] += 1
+            if fill[level] == FsVerity.blockSize {
+                fill[level] = 0
+                hash(block(level), into: level + 1)
+            }
+        }
+
+        /// Zero-pads and hashes a partial block of `level`.
+        private func flush(_ level: Int) {
+            guard fill[level] > 0 else { return }
+            (block(level) + fill[level]).initializeMemory(as: UInt8.self, repeating: 0,
+                                                          count: FsVerity.blockSize - fill[level])
+            fill[level] = 0
+            hash(block(level), into: level + 1)
+        }
+
+        /// The fs-verity digest of everything passed to `update`.
+        public func finalize() -> [UInt8] {
             var root = [UInt8](repeating: 0, count: FsVerity.digestSize)
             if total > 0 {
-                flush(level: 0)
+                flush(0)
                 var level = 1
-                while true {
-                    if counts[level] == 1 && level == levels.count - 1 {
-                        root = levels[level]
-                        break
-                    }
-                    flush(level: level)
+                while !(produced[level] == 1 && level == top) {
+                    flush(level)
                     level += 1
                 }
+                root = Array(UnsafeRawBufferPointer(start: block(level), count: FsVerity.digestSize))
             }
             var desc = ByteWriter(capacity: 256)
             desc.u8(1)                 // 0: version

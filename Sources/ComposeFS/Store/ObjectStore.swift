@@ -1,0 +1,270 @@
+import CComposeFSShims
+import Glibc
+import Synchronization
+
+/// A content-addressed object store: each object lives at `xx/yyyy…`, its
+/// fs-verity digest in hex (FORMAT.md §19.3).
+///
+/// Crash safety: an object is written to an anonymous file in the store
+/// (`O_TMPFILE`, or a named `.tmp-*` file where the filesystem lacks it),
+/// its contents are checked against the digest, and it gets its final
+/// name only after its data is durable. Durability is batched: one
+/// `syncfs` covers a batch of objects before they are linked in, and one
+/// more makes the new names durable, instead of an `fsync` per object.
+/// Objects already present are not copied again; concurrent writers of the
+/// same object are harmless (the first link wins, the content is the same).
+public final class ObjectStore: @unchecked Sendable {
+    public enum Error: Swift.Error, CustomStringConvertible, Equatable {
+        case store(path: String, operation: String, errno: Int32)
+        case copy(source: String, errno: Int32)
+        case changed(source: String)
+
+        public var description: String {
+            switch self {
+            case let .store(path, op, e): "\(errnoDescription(e)) (\(op) \(path))"
+            case let .copy(source, e): "\(errnoDescription(e)) (copying \(source))"
+            case let .changed(source): "\(errnoDescription(EIO)) (\(source) changed while it was copied)"
+            }
+        }
+    }
+
+    public let path: String
+    let fd: Int32
+    /// Objects staged but not yet linked, and their bytes.
+    private let pending = Mutex<(objects: [Staged], bytes: UInt64)>(([], 0))
+    /// Serialises batch commits (staging goes on meanwhile).
+    private let committing = Mutex<Void>(())
+    private let knownDirs = Mutex<Set<UInt8>>([])
+    private let tmpfileWorks = Atomic<Bool>(true)
+    private let copyFileRangeWorks = Atomic<Bool>(true)
+
+    /// Objects per durability batch, and bytes.
+    static let batchObjects = 256
+    static let batchBytes: UInt64 = 512 << 20
+
+    struct Staged {
+        var fd: Int32
+        var name: [UInt8]
+        var tempName: [UInt8]?   // named fallback
+    }
+
+    /// Opens (creating it, mode 0755, if needed) the store at `path`.
+    public init(path: String) throws(Error) {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        self.path = p
+        try Self.makeDirectories(p)
+        let fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw .store(path: p, operation: "opening", errno: errno) }
+        self.fd = fd
+    }
+
+    deinit {
+        discardPending()
+        close(fd)
+    }
+
+    static func makeDirectories(_ path: String) throws(Error) {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/") {
+            prefix += prefix.isEmpty || prefix.hasSuffix("/") ? String(part) : "/" + part
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw .store(path: prefix, operation: "creating", errno: errno)
+            }
+        }
+    }
+
+    /// Whether the object for `payload` (`xx/yyyy…`) is present.
+    public func contains(_ payload: [UInt8]) -> Bool {
+        var st = stat()
+        return (payload + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { fstatat(fd, $0.baseAddress!, &st, AT_SYMLINK_NOFOLLOW) == 0 }
+        }
+    }
+
+    /// Adds the contents of `source` (open for reading) as the object named
+    /// by `digest`, unless present. The copy is verified against `digest`
+    /// and `size`: a source that changes meanwhile is an error, never a
+    /// wrong object. The object becomes visible at the next batch commit
+    /// (at the latest in `commit()`).
+    public func insert(source: Int32, sourcePath: String, digest: [UInt8], size: UInt64,
+                       scratch: UnsafeMutableRawBufferPointer) throws(Error) {
+        let name = FsVerity.objectPath(digest)
+        if contains(name) { return }
+        try ensureDirectory(digest[0])
+        var staged = try createTemporary()
+        do throws(Error) {
+            try copy(from: source, to: staged.fd, size: size, sourcePath: sourcePath, scratch: scratch)
+            guard fchmod(staged.fd, 0o644) == 0 else { throw .store(path: path, operation: "chmod", errno: errno) }
+            // Verify what will be published: the object must hash to its name.
+            let check: [UInt8]
+            do { check = try FsVerity.digest(fd: staged.fd, path: sourcePath, buffer: scratch) } catch {
+                throw .copy(source: sourcePath, errno: EIO)
+            }
+            var st = stat()
+            guard fstat(staged.fd, &st) == 0, UInt64(st.st_size) == size, check == digest else {
+                throw .changed(source: sourcePath)
+            }
+            staged.fd = try reopenReadOnly(staged.fd)
+            // Best effort: the kernel or filesystem may lack fs-verity.
+            FsVerity.enable(fd: staged.fd)
+        } catch {
+            discard(staged)
+            throw error
+        }
+        staged.name = name
+        let full = pending.withLock { p -> Bool in
+            p.objects.append(staged)
+            p.bytes += size
+            return p.objects.count >= Self.batchObjects || p.bytes >= Self.batchBytes
+        }
+        if full { try commit() }
+    }
+
+    /// Makes every staged object durable and visible under its final name.
+    public func commit() throws(Error) {
+        try committing.withLock { _ throws(Error) in
+            let batch = pending.withLock { p -> [Staged] in
+                let b = p.objects
+                p = ([], 0)
+                return b
+            }
+            guard !batch.isEmpty else { return }
+            var failure: Error? = nil
+            // 1. Data durable before any name appears.
+            if cfs_syncfs(fd) != 0 { failure = .store(path: path, operation: "syncing", errno: errno) }
+            // 2. Names.
+            for s in batch {
+                if failure == nil {
+                    do throws(Error) { try link(s) } catch { failure = error }
+                }
+                discard(s)
+            }
+            // 3. Names durable.
+            if failure == nil && cfs_syncfs(fd) != 0 {
+                failure = .store(path: path, operation: "syncing", errno: errno)
+            }
+            if let failure { throw failure }
+        }
+    }
+
+    /// Drops staged objects without publishing them (after a failure).
+    public func discardPending() {
+        let batch = pending.withLock { p -> [Staged] in
+            let b = p.objects
+            p = ([], 0)
+            return b
+        }
+        for s in batch { discard(s) }
+    }
+
+    // MARK: Internals
+
+    private func ensureDirectory(_ first: UInt8) throws(Error) {
+        if knownDirs.withLock({ $0.contains(first) }) { return }
+        let name = [first].hexString
+        if mkdirat(fd, name, 0o755) != 0 && errno != EEXIST {
+            throw .store(path: path + "/" + name, operation: "creating", errno: errno)
+        }
+        knownDirs.withLock { _ = $0.insert(first) }
+    }
+
+    private func createTemporary() throws(Error) -> Staged {
+        if tmpfileWorks.load(ordering: .relaxed) {
+            let t = openat(fd, ".", cfs_o_tmpfile() | O_RDWR | O_CLOEXEC, 0o600)
+            if t >= 0 { return Staged(fd: t, name: [], tempName: nil) }
+            let e = errno
+            guard e == EOPNOTSUPP || e == EISDIR || e == EINVAL || e == ENOENT else {
+                throw .store(path: path, operation: "creating a temporary file in", errno: e)
+            }
+            tmpfileWorks.store(false, ordering: .relaxed)
+        }
+        let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
+        for _ in 0..<100 {
+            let name = Array(".tmp-".utf8) + (0..<12).map { _ in letters.randomElement()! }
+            let t = (name + [0]).withUnsafeBufferPointer { p in
+                p.withMemoryRebound(to: CChar.self) { openat(fd, $0.baseAddress!, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
+            }
+            if t >= 0 { return Staged(fd: t, name: [], tempName: name) }
+            if errno != EEXIST { throw .store(path: path, operation: "creating a temporary file in", errno: errno) }
+        }
+        throw .store(path: path, operation: "creating a temporary file in", errno: EEXIST)
+    }
+
+    private func discard(_ s: Staged) {
+        if let t = s.tempName {
+            _ = (t + [0]).withUnsafeBufferPointer { p in
+                p.withMemoryRebound(to: CChar.self) { unlinkat(fd, $0.baseAddress!, 0) }
+            }
+        }
+        close(s.fd)
+    }
+
+    private func reopenReadOnly(_ rw: Int32) throws(Error) -> Int32 {
+        let ro = open("/proc/self/fd/\(rw)", O_RDONLY | O_CLOEXEC)
+        guard ro >= 0 else { return rw }   // keep the writable fd; verity is best effort
+        close(rw)
+        return ro
+    }
+
+    private func link(_ s: Staged) throws(Error) {
+        let rc: Int32 = (s.name + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { dest in
+                if let t = s.tempName {
+                    return (t + [0]).withUnsafeBufferPointer { tp in
+                        tp.withMemoryRebound(to: CChar.self) { renameat(fd, $0.baseAddress!, fd, dest.baseAddress!) }
+                    }
+                }
+                return linkat(AT_FDCWD, "/proc/self/fd/\(s.fd)", fd, dest.baseAddress!, AT_SYMLINK_FOLLOW)
+            }
+        }
+        if rc != 0 && errno != EEXIST {
+            throw .store(path: path + "/" + String(bytes: s.name), operation: "linking", errno: errno)
+        }
+    }
+
+    /// Reflink, then copy_file_range, then read/write.
+    private func copy(from src: Int32, to dst: Int32, size: UInt64, sourcePath: String,
+                      scratch: UnsafeMutableRawBufferPointer) throws(Error) {
+        if cfs_ficlone(dst, src) == 0 { return }
+        var done: UInt64 = 0
+        guard lseek(src, 0, SEEK_SET) == 0 else { throw .copy(source: sourcePath, errno: errno) }
+        if copyFileRangeWorks.load(ordering: .relaxed) {
+            while done < size {
+                let n = cfs_copy_file_range(src, dst, Int(min(size - done, 1 << 30)))
+                if n > 0 {
+                    done += UInt64(n)
+                    continue
+                }
+                if n == 0 { break }   // source shorter than expected: the check finds it
+                let e = errno
+                if e == EINTR { continue }
+                if e == ENOSYS || e == EXDEV { copyFileRangeWorks.store(false, ordering: .relaxed) }
+                if e == ENOSYS || e == EXDEV || e == EOPNOTSUPP || e == EPERM || e == EINVAL || e == EBADF { break }
+                throw .copy(source: sourcePath, errno: e)
+            }
+            if done >= size { return }
+        }
+        // read/write from where copy_file_range stopped.
+        guard lseek(src, off_t(done), SEEK_SET) >= 0, lseek(dst, off_t(done), SEEK_SET) >= 0 else {
+            throw .copy(source: sourcePath, errno: errno)
+        }
+        while true {
+            let n = read(src, scratch.baseAddress, scratch.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .copy(source: sourcePath, errno: errno)
+            }
+            if n == 0 { return }
+            var off = 0
+            while off < n {
+                let w = write(dst, scratch.baseAddress! + off, n - off)
+                if w < 0 {
+                    if errno == EINTR { continue }
+                    throw .store(path: path, operation: "writing to", errno: errno)
+                }
+                off += w
+            }
+        }
+    }
+}
