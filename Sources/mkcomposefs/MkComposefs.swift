@@ -94,6 +94,31 @@ struct MkComposefs: ParsableCommand {
         return v
     }
 
+    /// Reads and parses the dump in 64 KiB pieces.
+    static func parseDump(_ source: String) throws -> Node {
+        let name = source == "-" ? "<stdin>" : source
+        let fd = source == "-" ? 0 : open(source, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(message: "cannot open '\(source)': \(errnoDescription(errno))") }
+        defer { if fd != 0 { close(fd) } }
+        var parser = DumpParser.Incremental(strict: ComposeFS.strictParsingRequested)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        defer { buffer.deallocate() }
+        do {
+            while true {
+                let n = read(fd, buffer.baseAddress, buffer.count)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw Failure(message: "cannot read '\(name)': \(errnoDescription(errno))")
+                }
+                if n == 0 { break }
+                try parser.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            }
+            return try parser.finish()
+        } catch let error as DumpParser.Error {
+            throw Failure(message: "\(name): \(error)")
+        }
+    }
+
     func execute() throws {
         var minV = try Self.parseVersion(minVersion, "min")
         var maxV = try Self.parseVersion(maxVersion, "max")
@@ -124,17 +149,7 @@ struct MkComposefs: ParsableCommand {
 
         let root: Node
         if fromFile {
-            let data: [UInt8]
-            do {
-                data = try FileIO.read(path: source)
-            } catch {
-                throw Failure(message: "\(error)")
-            }
-            do {
-                root = try DumpParser.parse(data, strict: ComposeFS.strictParsingRequested)
-            } catch {
-                throw Failure(message: "\(source == "-" ? "<stdin>" : source): \(error)")
-            }
+            root = try Self.parseDump(source)
         } else {
             var options = DirectoryScanner.Options()
             options.useEpoch = useEpoch
@@ -155,25 +170,35 @@ struct MkComposefs: ParsableCommand {
             }
         }
 
-        let bytes: [UInt8]
+        let prepared: ImageWriter.PreparedImage
         do {
-            bytes = try ImageWriter.write(root, options: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0))
+            prepared = try ImageWriter.prepare(root, options: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0))
         } catch {
             throw Failure(message: "cannot write file: \(error)")
         }
-        if let image {
-            do {
-                if image == "-" {
-                    try FileIO.write(fd: 1, bytes, path: "<stdout>")
-                } else {
-                    try FileIO.writeAtomically(bytes, to: image)
+        // The image is streamed to its file (or stdout) and hashed on the way.
+        let hasher = (printDigest || printDigestOnly) ? FsVerity.Hasher() : nil
+        do {
+            if image == "-" {
+                try prepared.serialize { (chunk: [UInt8]) throws(FileIO.Error) in
+                    hasher?.update(chunk)
+                    try FileIO.write(fd: 1, chunk, path: "<stdout>")
                 }
-            } catch {
-                throw Failure(message: "cannot write file: \(error)")
+            } else if let image {
+                let file = try FileIO.AtomicFile(path: image)
+                try prepared.serialize { (chunk: [UInt8]) throws(FileIO.Error) in
+                    hasher?.update(chunk)
+                    try file.write(chunk)
+                }
+                try file.commit()
+            } else {
+                prepared.serialize { hasher?.update($0) }
             }
+        } catch {
+            throw Failure(message: "cannot write file: \(error)")
         }
-        if printDigest || printDigestOnly {
-            let line = Array((FsVerity.digest(bytes).hexString + "\n").utf8)
+        if let hasher {
+            let line = Array((hasher.finalize().hexString + "\n").utf8)
             do {
                 try FileIO.write(fd: 1, line, path: "<stdout>")
             } catch {

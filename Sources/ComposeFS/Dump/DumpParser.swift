@@ -85,41 +85,77 @@ public enum DumpParser {
     static let maxXattrText = 65535
 
     public static func parse(_ data: [UInt8], strict: Bool = false) throws(Error) -> Node {
-        var state = State(strict: strict)
-        try data.withUnsafeBufferPointer { (buf: UnsafeBufferPointer<UInt8>) throws(Error) in
-            guard let base = buf.baseAddress, buf.count > 0 else { return }
+        var parser = Incremental(strict: strict)
+        var failure: Error? = nil
+        data.withUnsafeBytes { raw in
+            do throws(Error) { try parser.feed(raw) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        return try parser.finish()
+    }
+
+    /// Parses input that arrives in pieces (a file or pipe read in chunks),
+    /// so memory follows the tree, not the size of the text.
+    public struct Incremental {
+        var state: State
+        var partial: [UInt8] = []
+        var line = 0
+
+        public init(strict: Bool = false) { state = State(strict: strict) }
+
+        public mutating func feed(_ chunk: UnsafeRawBufferPointer) throws(Error) {
+            guard let base = chunk.baseAddress?.assumingMemoryBound(to: UInt8.self), chunk.count > 0 else { return }
+            let buf = UnsafeBufferPointer(start: base, count: chunk.count)
             var start = 0
-            var line = 0
             while start < buf.count {
-                line += 1
-                let rest = buf.count - start
-                let end: Int
-                if let p = memchr(base + start, 0x0A, rest) {
-                    end = base.distance(to: p.assumingMemoryBound(to: UInt8.self))
+                guard let p = memchr(base + start, 0x0A, buf.count - start) else {
+                    partial.append(contentsOf: buf[start...])
+                    return
+                }
+                let end = base.distance(to: p.assumingMemoryBound(to: UInt8.self))
+                if partial.isEmpty {
+                    try parseLine(UnsafeBufferPointer(rebasing: buf[start..<end]))
                 } else {
-                    if strict { throw Error(line: line, reason: .missingTrailingNewline) }
-                    end = buf.count
+                    partial.append(contentsOf: buf[start..<end])
+                    let whole = partial
+                    partial.removeAll(keepingCapacity: true)
+                    try whole.withUnsafeBufferPointer { (b: UnsafeBufferPointer<UInt8>) throws(Error) in try parseLine(b) }
                 }
-                do throws(Reason) {
-                    try state.parseLine(UnsafeBufferPointer(rebasing: buf[start..<end]))
-                } catch {
-                    throw Error(line: line, reason: error)
-                }
-                state.line = line + 1
                 start = end + 1
             }
         }
-        guard let root = state.root else { throw Error(line: 0, reason: .noFiles) }
-        // Hardlinks are resolved once every path exists, last line first.
-        for fix in state.hardlinks.reversed() {
-            guard let target = fix.target else { throw Error(line: fix.line, reason: .noHardlinkTarget) }
-            guard let node = root.lookup(path: target) else {
-                throw Error(line: fix.line, reason: .hardlinkTargetMissing(target))
+
+        mutating func parseLine(_ text: UnsafeBufferPointer<UInt8>) throws(Error) {
+            line += 1
+            state.line = line
+            do throws(Reason) {
+                try state.parseLine(text)
+            } catch {
+                throw Error(line: line, reason: error)
             }
-            guard node !== fix.node else { throw Error(line: fix.line, reason: .selfHardlink(target)) }
-            fix.node.hardlinkTarget = node
         }
-        return root
+
+        /// Ends the input: the last line may lack its newline (an error in
+        /// strict mode); hardlinks are resolved; the root is returned.
+        public mutating func finish() throws(Error) -> Node {
+            if !partial.isEmpty {
+                if state.strict { throw Error(line: line + 1, reason: .missingTrailingNewline) }
+                let whole = partial
+                partial = []
+                try whole.withUnsafeBufferPointer { (b: UnsafeBufferPointer<UInt8>) throws(Error) in try parseLine(b) }
+            }
+            guard let root = state.root else { throw Error(line: 0, reason: .noFiles) }
+            // Hardlinks are resolved once every path exists, last line first.
+            for fix in state.hardlinks.reversed() {
+                guard let target = fix.target else { throw Error(line: fix.line, reason: .noHardlinkTarget) }
+                guard let node = root.lookup(path: target) else {
+                    throw Error(line: fix.line, reason: .hardlinkTargetMissing(target))
+                }
+                guard node !== fix.node else { throw Error(line: fix.line, reason: .selfHardlink(target)) }
+                fix.node.hardlinkTarget = node
+            }
+            return root
+        }
     }
 
     struct State {

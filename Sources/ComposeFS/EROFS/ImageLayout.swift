@@ -21,7 +21,9 @@ struct ImageLayout {
         var size: UInt64
         var mtime: Timespec
         var xattrs: XattrList
-        var path: [UInt8]
+
+        /// For messages: the entry's path in the source tree.
+        var path: [UInt8] { node?.path ?? [] }
 
         var type: FileType { FileType(mode: mode)! }
         // Regular files
@@ -41,8 +43,8 @@ struct ImageLayout {
         var tail = 0
         var compact = true
         var xattrSize = 0
-        var sharedRefs: [UInt32] = []
-        var inlineXattrs: [EROFS.XattrEntry] = []
+        /// How many of the (sorted) xattrs are stored as shared references.
+        var sharedCount = 0
         var filter: UInt32 = 0xFFFF_FFFF
         var ipad = 0
         var nid = 0
@@ -58,6 +60,7 @@ struct ImageLayout {
     var hasACL = false
     var minMtime = Timespec.zero
     var sharedTable: [(xattr: Xattr, offset: Int)] = []
+    var sharedOffsets: [Xattr: Int] = [:]
     var sharedSize = 0
     var inodesEnd = 0
     var dataStart = 0
@@ -120,7 +123,17 @@ struct ImageLayout {
     private mutating func collect(root: Node) throws(ImageWriter.Error) {
         var index: [ObjectIdentifier: Int] = [:]
         var whiteoutParents: [Int] = []
-        items.append(try Self.prepare(root, parent: 0, path: [UInt8(ascii: "/")]))
+        var total = 1
+        var walk = [root]
+        while let n = walk.popLast() {
+            for c in n.children where !c.isHardlink {
+                total += 1
+                walk.append(c)
+            }
+        }
+        items.reserveCapacity(total + 256)
+        index.reserveCapacity(total)
+        items.append(try Self.prepare(root, parent: 0))
         index[ObjectIdentifier(root)] = 0
         var cursor = 0
         // Pending hardlink entries: (directory item, entry index, node).
@@ -153,7 +166,6 @@ struct ImageLayout {
             }
             var entries: [Entry] = []
             entries.reserveCapacity(names.count)
-            let dirPath = items[i].path
             for (name, child, special) in names {
                 switch special {
                 case 1: entries.append(Entry(name: name, target: i))
@@ -163,16 +175,13 @@ struct ImageLayout {
                     items.append(Self.rootWhiteout(root: items[0]))
                 default:
                     let child = child!
-                    var childPath = dirPath
-                    if i != 0 { childPath.append(UInt8(ascii: "/")) }
-                    childPath.append(contentsOf: name)
                     if child.isHardlink {
                         links.append((i, entries.count, child))
                         entries.append(Entry(name: name, target: -1))
                     } else {
                         index[ObjectIdentifier(child)] = items.count
                         entries.append(Entry(name: name, target: items.count))
-                        items.append(try Self.prepare(child, parent: i, path: childPath))
+                        items.append(try Self.prepare(child, parent: i))
                     }
                 }
             }
@@ -181,7 +190,7 @@ struct ImageLayout {
         }
         // Hardlink entries point at the inode their chain ends at (§6.1).
         for (dir, e, link) in links {
-            let path = items[dir].path + [UInt8(ascii: "/")] + items[dir].entries[e].name
+            let path = link.path
             guard let target = link.resolvedTarget else { throw .hardlinkLoop(path: path) }
             guard let t = index[ObjectIdentifier(target)] else { throw .hardlinkTargetMissing(path: path) }
             items[dir].entries[e].target = t
@@ -209,7 +218,8 @@ struct ImageLayout {
 
     /// Per-node preparation (§5.3): validation, overlay escaping, the
     /// metacopy/redirect xattrs of external files, whiteout conversion.
-    private static func prepare(_ node: Node, parent: Int, path: [UInt8]) throws(ImageWriter.Error) -> Item {
+    private static func prepare(_ node: Node, parent: Int) throws(ImageWriter.Error) -> Item {
+        var path: [UInt8] { node.path }
         guard let type = FileType(mode: node.mode) else { throw .invalidMode(path: path, mode: node.mode) }
         var xattrs = node.xattrList
         xattrs.mapKeys { key in
@@ -217,7 +227,7 @@ struct ImageLayout {
         }
         var item = Item(node: node, parent: parent, mode: node.mode, nlink: node.nlink, uid: node.uid,
                         gid: node.gid, rdev: node.rdev, size: node.size, mtime: node.mtime,
-                        xattrs: xattrs, path: path)
+                        xattrs: xattrs)
         switch type {
         case .regular:
             if let content = node.content, !content.isEmpty {
@@ -273,7 +283,7 @@ struct ImageLayout {
         }
         return Item(node: nil, parent: 0, mode: FileType.characterDevice.rawValue | 0o644, nlink: 1,
                     uid: root.uid, gid: root.gid, rdev: 0, size: 0, mtime: root.mtime,
-                    xattrs: xattrs, path: [])
+                    xattrs: xattrs)
     }
 
     /// Sorted xattrs, minimum mtime, ACL flag (§6.1).
@@ -304,39 +314,50 @@ struct ImageLayout {
             if a.value.count != b.value.count { return a.value.count > b.value.count }
             return compareBytes(a.value, b.value) > 0
         }
-        var offsets: [Xattr: Int] = [:]
         var offset = 0
         for x in shared {
-            offsets[x] = offset
+            sharedOffsets[x] = offset
             sharedTable.append((x, offset))
-            offset += EROFS.XattrEntry.encodedSize(suffixLength: EROFS.XattrEntry(key: x.key, value: []).suffix.count,
-                                                   valueLength: x.value.count)
+            offset += EROFS.XattrEntry.encodedSize(key: x.key, valueLength: x.value.count)
         }
         sharedSize = offset
         for i in items.indices {
             var filter: UInt32 = 0
-            var refs: [UInt32] = []
-            var inline: [EROFS.XattrEntry] = []
+            var refs = 0
             var inlineBytes = 0
             for x in items[i].xattrs.entries {
                 let entry = EROFS.XattrEntry(key: x.key, value: x.value)
                 filter |= 1 << entry.filterBit
-                if let o = offsets[x], refs.count < 128 {
-                    refs.append(UInt32(o))   // made absolute once inodes_end is known
+                if refs < 128, sharedOffsets[x] != nil {
+                    refs += 1
                 } else {
                     inlineBytes += entry.encodedSize
-                    inline.append(entry)
                 }
             }
-            let size = refs.isEmpty && inline.isEmpty ? 0 : roundUp(12 + 4 * refs.count + inlineBytes, 4)
+            let size = refs == 0 && inlineBytes == 0 ? 0 : roundUp(12 + 4 * refs + inlineBytes, 4)
             guard size == 0 || (size - 12) / 4 + 1 <= Int(UInt16.max) else {
                 throw .tooManyXattrs(path: items[i].path)
             }
             items[i].filter = ~filter
-            items[i].sharedRefs = refs
-            items[i].inlineXattrs = inline
+            items[i].sharedCount = refs
             items[i].xattrSize = size
         }
+    }
+
+    /// The xattr area of an item: shared ids (§7 step 5) and inline entries,
+    /// in sorted key order.
+    func xattrArea(_ it: Item) -> (shared: [UInt32], inline: [EROFS.XattrEntry]) {
+        var shared: [UInt32] = []
+        var inline: [EROFS.XattrEntry] = []
+        let base = inodesEnd % EROFS.blockSize
+        for x in it.xattrs.entries {
+            if shared.count < it.sharedCount, let o = sharedOffsets[x] {
+                shared.append(UInt32((base + o) / 4))
+            } else {
+                inline.append(EROFS.XattrEntry(key: x.key, value: x.value))
+            }
+        }
+        return (shared, inline)
     }
 
     // MARK: Sizing and placement (§8, §9)
@@ -399,12 +420,6 @@ struct ImageLayout {
         guard items[0].nid <= Int(UInt16.max) else { throw .rootNidTooLarge }
         inodesEnd = roundUp(pos, EROFS.slotSize)
         dataStart = roundUp(inodesEnd + sharedSize, bs)
-        let base = UInt32(inodesEnd % bs)
-        for i in items.indices where !items[i].sharedRefs.isEmpty {
-            for k in items[i].sharedRefs.indices {
-                items[i].sharedRefs[k] = (base + items[i].sharedRefs[k]) / 4
-            }
-        }
         guard (dataStart / bs) + dataBlocks <= Int(UInt32.max) else { throw .imageTooLarge }
     }
 

@@ -60,14 +60,43 @@ public enum ImageWriter {
 
     /// The image bytes for `root`.
     public static func write(_ root: Node, options: Options = Options()) throws(Error) -> [UInt8] {
-        let version = try ImageLayout.resolveVersion(root: root, min: options.minVersion, max: options.maxVersion)
-        let layout = try ImageLayout(root: root, version: version)
-        return serialize(layout)
+        let image = try prepare(root, options: options)
+        var out: [UInt8] = []
+        out.reserveCapacity(image.size)
+        image.serialize { out += $0 }
+        return out
     }
 
-    static func serialize(_ layout: ImageLayout) -> [UInt8] {
+    /// Every decision about the image (order, placement, shared xattrs),
+    /// made before a byte is written; the caller's tree is not modified.
+    public static func prepare(_ root: Node, options: Options = Options()) throws(Error) -> PreparedImage {
+        let version = try ImageLayout.resolveVersion(root: root, min: options.minVersion, max: options.maxVersion)
+        return PreparedImage(layout: try ImageLayout(root: root, version: version))
+    }
+
+    /// An image ready to be written, in chunks, to any sink.
+    public struct PreparedImage {
+        let layout: ImageLayout
+
+        /// Size of the image in bytes (a multiple of 4096).
+        public var size: Int { layout.imageSize }
+        /// The format version that will be written (§1.3).
+        public var formatVersion: UInt32 { layout.version }
+
+        /// Emits the image in order, in chunks of about 1 MiB.
+        public func serialize<E: Swift.Error>(into sink: ([UInt8]) throws(E) -> Void) throws(E) {
+            try ImageWriter.serialize(layout, sink)
+        }
+    }
+
+    static let chunkSize = 1 << 20
+
+    static func serialize<E: Swift.Error>(_ layout: ImageLayout, _ sink: ([UInt8]) throws(E) -> Void) throws(E) {
         let bs = EROFS.blockSize
-        var w = ByteWriter(capacity: layout.imageSize)
+        var w = ByteWriter(capacity: min(layout.imageSize, chunkSize + 2 * bs))
+        func flush(_ force: Bool = false) throws(E) {
+            if force || w.count - w.drained >= chunkSize { try sink(w.drain()) }
+        }
         ComposefsHeader(flags: layout.hasACL ? ComposefsHeader.flagHasACL : 0,
                         composefsVersion: layout.version).encode(into: &w)
         w.zeros(EROFS.superblockOffset - w.count)
@@ -108,10 +137,11 @@ public enum ImageWriter {
             if it.xattrSize > 0 {
                 let start = w.count
                 w.u32(it.filter)                        // 0: h_name_filter
-                w.u8(UInt8(it.sharedRefs.count))        // 4: h_shared_count
+                let (shared, inline) = layout.xattrArea(it)
+                w.u8(UInt8(shared.count))               // 4: h_shared_count
                 w.zeros(7)                              // 5: h_reserved2
-                for id in it.sharedRefs { w.u32(id) }   // 12: h_shared_xattrs
-                for e in it.inlineXattrs { e.encode(into: &w) }
+                for id in shared { w.u32(id) }          // 12: h_shared_xattrs
+                for e in inline { e.encode(into: &w) }
                 w.zeros(it.xattrSize - (w.count - start))
             }
             if it.tail > 0 {
@@ -130,12 +160,16 @@ public enum ImageWriter {
                     break
                 }
             }
+            try flush()
         }
         w.pad(to: EROFS.slotSize)
         assert(w.count == layout.inodesEnd)
 
         // Shared xattr table (§11.4), then padding to the data area.
-        for (x, _) in layout.sharedTable { EROFS.XattrEntry(key: x.key, value: x.value).encode(into: &w) }
+        for (x, _) in layout.sharedTable {
+            EROFS.XattrEntry(key: x.key, value: x.value).encode(into: &w)
+            try flush()
+        }
         w.zeros(layout.dataStart - w.count)
 
         // Data blocks (§12.4), in inode order.
@@ -160,9 +194,10 @@ public enum ImageWriter {
             }
             w.pad(to: bs)
             assert(w.count - start == it.nBlocks * bs)
+            try flush()
         }
         assert(w.count == layout.imageSize)
-        return w.finish()
+        try flush(true)
     }
 
     /// One directory block or inline tail (§12.1): the 12-byte headers,

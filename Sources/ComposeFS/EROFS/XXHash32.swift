@@ -11,13 +11,18 @@ public enum XXHash32 {
     static func rotl(_ x: UInt32, _ r: UInt32) -> UInt32 { (x << r) | (x >> (32 - r)) }
 
     @inline(__always)
-    static func le32(_ b: [UInt8], _ i: Int) -> UInt32 {
+    static func le32(_ b: ArraySlice<UInt8>, _ i: Int) -> UInt32 {
         UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24
     }
 
     public static func hash(_ data: [UInt8], seed: UInt32) -> UInt32 {
+        hash(data[...], seed: seed)
+    }
+
+    public static func hash(_ data: ArraySlice<UInt8>, seed: UInt32) -> UInt32 {
         let len = data.count
-        var i = 0
+        var i = data.startIndex
+        let end = data.endIndex
         var h: UInt32
         if len >= 16 {
             var v1 = seed &+ p1 &+ p2
@@ -27,7 +32,7 @@ public enum XXHash32 {
             @inline(__always) func round(_ v: UInt32, _ lane: UInt32) -> UInt32 {
                 rotl(v &+ lane &* p2, 13) &* p1
             }
-            while i + 16 <= len {
+            while i + 16 <= end {
                 v1 = round(v1, le32(data, i))
                 v2 = round(v2, le32(data, i + 4))
                 v3 = round(v3, le32(data, i + 8))
@@ -39,11 +44,11 @@ public enum XXHash32 {
             h = seed &+ p5
         }
         h = h &+ UInt32(truncatingIfNeeded: len)
-        while i + 4 <= len {
+        while i + 4 <= end {
             h = rotl(h &+ le32(data, i) &* p3, 17) &* p4
             i += 4
         }
-        while i < len {
+        while i < end {
             h = rotl(h &+ UInt32(data[i]) &* p5, 11) &* p1
             i += 1
         }

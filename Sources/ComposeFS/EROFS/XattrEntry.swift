@@ -4,35 +4,42 @@ extension EROFS {
     /// suffix, the value, zero padding to a multiple of 4.
     public struct XattrEntry: Equatable, Sendable {
         public var nameIndex: UInt8
-        public var suffix: [UInt8]
+        /// The full key; the stored name is the part after the prefix.
+        public var key: [UInt8]
+        public var prefixLength: Int
         public var value: [UInt8]
+
+        /// The stored name: the key without its prefix (§11.2).
+        public var suffix: ArraySlice<UInt8> { key[prefixLength...] }
 
         /// Splits a full key into (prefix index, suffix) as the writer does (§11.2).
         public init(key: [UInt8], value: [UInt8]) {
+            self.key = key
             self.value = value
-            for index in EROFS.writerPrefixOrder {
-                let prefix = EROFS.xattrPrefixes[index]
-                if key.count >= prefix.count, key.starts(with: prefix) {
-                    nameIndex = UInt8(index)
-                    suffix = Array(key[prefix.count...])
-                    return
-                }
-            }
-            nameIndex = 0
-            suffix = key
+            let (index, length) = Self.prefix(of: key)
+            nameIndex = index
+            prefixLength = length
         }
 
-        public init(nameIndex: UInt8, suffix: [UInt8], value: [UInt8]) {
-            self.nameIndex = nameIndex
-            self.suffix = suffix
-            self.value = value
+        /// The writer's prefix for a key: (e_name_index, prefix length).
+        static func prefix(of key: [UInt8]) -> (UInt8, Int) {
+            for index in EROFS.writerPrefixOrder {
+                let prefix = EROFS.xattrPrefixes[index]
+                if key.count >= prefix.count, key.starts(with: prefix) { return (UInt8(index), prefix.count) }
+            }
+            return (0, 0)
         }
 
         public static func encodedSize(suffixLength: Int, valueLength: Int) -> Int {
             roundUp(4 + suffixLength + valueLength, 4)
         }
 
-        public var encodedSize: Int { Self.encodedSize(suffixLength: suffix.count, valueLength: value.count) }
+        /// Entry size of a key/value pair (§11.3).
+        public static func encodedSize(key: [UInt8], valueLength: Int) -> Int {
+            encodedSize(suffixLength: key.count - prefix(of: key).1, valueLength: valueLength)
+        }
+
+        public var encodedSize: Int { Self.encodedSize(suffixLength: key.count - prefixLength, valueLength: value.count) }
 
         /// The bit this entry sets in the inode's name filter.
         public var filterBit: UInt32 {
@@ -40,12 +47,13 @@ extension EROFS {
         }
 
         public func encode(into w: inout ByteWriter) {
-            w.u8(UInt8(truncatingIfNeeded: suffix.count))   // 0: e_name_len
+            let n = key.count - prefixLength
+            w.u8(UInt8(truncatingIfNeeded: n))              // 0: e_name_len
             w.u8(nameIndex)                                 // 1: e_name_index
             w.u16(UInt16(truncatingIfNeeded: value.count))  // 2: e_value_size
             w.append(suffix)                                // 4
             w.append(value)
-            w.zeros(encodedSize - 4 - suffix.count - value.count)
+            w.zeros(encodedSize - 4 - n - value.count)
         }
 
         /// Decodes the entry at `o`; returns it and its padded size.

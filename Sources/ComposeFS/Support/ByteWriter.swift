@@ -9,7 +9,19 @@ public struct ByteWriter {
         bytes.reserveCapacity(capacity)
     }
 
-    public var count: Int { bytes.count }
+    /// Bytes already handed out by `drain()`.
+    public private(set) var drained = 0
+
+    /// Absolute offset of the next byte (drained + buffered).
+    public var count: Int { drained + bytes.count }
+
+    /// Hands out the buffered bytes and keeps the offset counting.
+    public mutating func drain() -> [UInt8] {
+        let out = bytes
+        drained += bytes.count
+        bytes.removeAll(keepingCapacity: true)
+        return out
+    }
 
     public mutating func u8(_ v: UInt8) { bytes.append(v) }
 
@@ -34,12 +46,7 @@ public struct ByteWriter {
 
     /// Zero-fill up to the next multiple of `alignment` (a power of two).
     public mutating func pad(to alignment: Int) {
-        zeros(roundUp(bytes.count, alignment) - bytes.count)
-    }
-
-    /// Overwrite a little-endian u32 at an absolute offset already written.
-    public mutating func patchU32(at offset: Int, _ v: UInt32) {
-        for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: v >> (8 * i)) }
+        zeros(roundUp(count, alignment) - count)
     }
 
     public consuming func finish() -> [UInt8] { bytes }

@@ -62,28 +62,57 @@ public enum FileIO {
         }
     }
 
-    /// Creates `path` with `bytes`, all or nothing: the data goes to a
-    /// temporary file in the same directory, is synced, and is renamed over
-    /// `path` only when complete. On failure nothing is left behind.
-    /// The file gets mode 0666 minus the umask, as fopen(3) would give it.
+    /// Creates `path` with `bytes`, all or nothing (see `AtomicFile`).
     public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(Error) {
-        let (fd, temp) = try createTemporary(beside: path)
-        do throws(Error) {
-            try write(fd: fd, bytes, path: path)
-            guard fsync(fd) == 0 else { throw Error("cannot write", path, errno) }
-            guard close(fd) == 0 else {
-                unlink(temp)
-                throw Error("cannot write", path, errno)
-            }
-        } catch {
-            close(fd)
-            unlink(temp)
-            throw error
+        let file = try AtomicFile(path: path)
+        try file.write(bytes)
+        try file.commit()
+    }
+
+    /// A file that appears at its path complete or not at all: the data goes
+    /// to a temporary file in the same directory, is synced, and is renamed
+    /// over the path by `commit()`. Dropped without `commit()`, it leaves
+    /// nothing behind. The file gets mode 0666 minus the umask, as fopen(3)
+    /// would give it.
+    public final class AtomicFile {
+        public let path: String
+        let temp: String
+        var fd: Int32
+
+        public init(path: String) throws(Error) {
+            self.path = path
+            (fd, temp) = try FileIO.createTemporary(beside: path)
         }
-        guard rename(temp, path) == 0 else {
-            let e = errno
+
+        deinit { abort() }
+
+        public func write(_ bytes: [UInt8]) throws(Error) {
+            try FileIO.write(fd: fd, bytes, path: path)
+        }
+
+        public func commit() throws(Error) {
+            guard fd >= 0 else { throw Error("cannot write", path, EBADF) }
+            guard fsync(fd) == 0 else { throw Error("cannot write", path, errno) }
+            let rc = close(fd)
+            fd = -1
+            guard rc == 0 else {
+                let e = errno
+                unlink(temp)
+                throw Error("cannot write", path, e)
+            }
+            guard rename(temp, path) == 0 else {
+                let e = errno
+                unlink(temp)
+                throw Error("cannot write", path, e)
+            }
+        }
+
+        /// Removes the temporary file (a no-op after `commit()`).
+        public func abort() {
+            guard fd >= 0 else { return }
+            close(fd)
+            fd = -1
             unlink(temp)
-            throw Error("cannot write", path, e)
         }
     }
 

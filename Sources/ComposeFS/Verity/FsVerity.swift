@@ -66,8 +66,14 @@ public enum FsVerity {
         return Array(hex[0..<2]) + [UInt8(ascii: "/")] + Array(hex[2...])
     }
 
+    /// SHA-256 through libcrypto's low-level interface: it goes straight to
+    /// the (SHA-NI accelerated) implementation, without the provider and
+    /// configuration loading the one-shot and EVP interfaces start with.
     static func sha256(_ p: UnsafeRawPointer?, _ n: Int, _ out: UnsafeMutablePointer<UInt8>) {
-        _ = SHA256(p?.assumingMemoryBound(to: UInt8.self), n, out)
+        var ctx = SHA256_CTX()
+        SHA256_Init(&ctx)
+        SHA256_Update(&ctx, p, n)
+        SHA256_Final(out, &ctx)
     }
 
     /// Streaming Merkle tree. Memory: one 4096-byte block per tree level,
