@@ -73,22 +73,37 @@ struct ComposefsInfo: ParsableCommand {
         var out = Output()
         var objects: [[UInt8]] = []
         for path in files {
-            let data: [UInt8]
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw Failure("Failed to open '\(path)': \(errnoDescription(errno))") }
+            defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw Failure("Failed to open '\(path)': \(errnoDescription(errno))") }
+            // Read on demand: memory stays small whatever the image size.
+            let reader = ByteReader(fd: fd, size: Int(st.st_size))
+            var line: [UInt8] = []
             do {
-                data = try FileIO.read(path: path)
+                // A first pass checks the whole image, so a damaged one
+                // gives an error and no partial listing.
+                if command == "dump" || command == "ls" { try ImageReader.walk(reader, filter: names) { _ in } }
+                try ImageReader.walk(reader, filter: names) { entry in
+                    line.removeAll(keepingCapacity: true)
+                    switch command {
+                    case "dump":
+                        DumpPrinter.line(entry.node, path: entry.path, hardlinkTarget: entry.hardlinkTarget, into: &line)
+                    case "ls":
+                        guard entry.path != [UInt8(ascii: "/")] else { return }
+                        DumpPrinter.listLine(entry.node, path: entry.path, isHardlink: entry.hardlinkTarget != nil, into: &line)
+                    default:
+                        if entry.hardlinkTarget == nil, entry.node.fileType == .regular, let p = entry.node.payload {
+                            objects.append(p)
+                        }
+                        return
+                    }
+                    out.write(line)
+                }
             } catch {
-                throw Failure("Failed to open '\(path)': \(error.strerror)")
-            }
-            let image: ImageReader.Image
-            do {
-                image = try ImageReader.load(data, filter: names)
-            } catch {
+                out.flush()
                 throw Failure("Failed to load '\(path)': \(error)")
-            }
-            switch command {
-            case "ls": DumpPrinter.list(image.root) { out.write($0) }
-            case "dump": DumpPrinter.dump(image.root) { out.write($0) }
-            default: objects += DumpPrinter.objects(image.root)
             }
         }
         if command == "objects" || command == "missing-objects" {
@@ -134,7 +149,7 @@ struct Output {
     var buffer: [UInt8] = []
 
     mutating func write(_ bytes: [UInt8]) {
-        buffer += bytes
+        buffer.append(contentsOf: bytes)
         if buffer.count >= 1 << 16 { flush() }
     }
 

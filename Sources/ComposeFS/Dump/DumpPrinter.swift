@@ -21,7 +21,11 @@ public enum DumpPrinter {
         var out: [UInt8] = []
         out.reserveCapacity(1 << 17)
         walk(root) { node, path in
-            line(node, path: path, into: &out)
+            if node.isHardlink, let target = node.resolvedTarget {
+                line(target, path: path, hardlinkTarget: target.path, into: &out)
+            } else {
+                line(node, path: path, hardlinkTarget: nil, into: &out)
+            }
             if out.count >= 1 << 16 {
                 emit(out)
                 out.removeAll(keepingCapacity: true)
@@ -36,9 +40,10 @@ public enum DumpPrinter {
         return all
     }
 
-    static func line(_ entry: Node, path: [UInt8], into out: inout [UInt8]) {
-        let target = entry.resolvedTarget ?? entry
-        let hardlink = entry.isHardlink
+    /// One dump line. For a hardlink entry, `node` is its target and
+    /// `hardlinkTarget` the target's path.
+    public static func line(_ target: Node, path: [UInt8], hardlinkTarget: [UInt8]?, into out: inout [UInt8]) {
+        let hardlink = hardlinkTarget != nil
         DumpEscaping.escape(path, into: &out)
         out.append(0x20)
         appendDecimal(target.size, into: &out)
@@ -59,8 +64,8 @@ public enum DumpPrinter {
         out.append(UInt8(ascii: "."))
         appendDecimal(UInt64(target.mtime.nanoseconds), into: &out)
         out.append(0x20)
-        if hardlink {
-            DumpEscaping.escape(target.path, mode: .escapeLoneDash, into: &out)
+        if let hardlinkTarget {
+            DumpEscaping.escape(hardlinkTarget, mode: .escapeLoneDash, into: &out)
         } else {
             DumpEscaping.escapeOptional(target.payload, mode: .escapeLoneDash, into: &out)
         }
@@ -87,8 +92,19 @@ public enum DumpPrinter {
         out.reserveCapacity(1 << 17)
         walk(root) { node, path in
             guard node !== root else { return }
+            listLine(node, path: path, isHardlink: node.isHardlink, into: &out)
+            if out.count >= 1 << 16 {
+                emit(out)
+                out.removeAll(keepingCapacity: true)
+            }
+        }
+        if !out.isEmpty { emit(out) }
+    }
+
+    /// One `ls` line; hardlink entries get no suffix.
+    public static func listLine(_ node: Node, path: [UInt8], isHardlink: Bool, into out: inout [UInt8]) {
             DumpEscaping.escape(path, mode: .keepSpace, into: &out)
-            switch node.isHardlink ? nil : node.fileType {
+            switch isHardlink ? nil : node.fileType {
             case .directory?:
                 out.append(UInt8(ascii: "/"))
                 out.append(0x09)
@@ -102,12 +118,6 @@ public enum DumpPrinter {
                 break
             }
             out.append(0x0A)
-            if out.count >= 1 << 16 {
-                emit(out)
-                out.removeAll(keepingCapacity: true)
-            }
-        }
-        if !out.isEmpty { emit(out) }
     }
 
     /// Payloads of the regular files (hardlink entries skipped).

@@ -37,10 +37,65 @@ public enum ImageReader {
     /// Loads the whole image, or with `filter` only the root entries whose
     /// names are in it (with everything below them).
     public static func load(_ data: [UInt8], filter: Set<[UInt8]>? = nil) throws(Error) -> Image {
+        try load(ByteReader(data), filter: filter)
+    }
+
+    public static func load(_ reader: ByteReader, filter: Set<[UInt8]>? = nil) throws(Error) -> Image {
+        try run {
+            let loader = try Loader(reader)
+            var byNid: [Int: Node] = [:]
+            var root: Node? = nil
+            try loader.traverse(filter: filter) { event in
+                switch event {
+                case let .root(node, nid):
+                    root = node
+                    byNid[nid] = node
+                case let .entry(node, nid, parent, _):
+                    try parent.addChild(node)
+                    byNid[nid] = node
+                case let .hardlink(name, nid, parent, _):
+                    guard let target = byNid[nid] else { throw Error.corrupt(offset: 0, "hardlink to an unloaded inode") }
+                    try parent.addChild(Node(name: name, hardlinkTo: target))
+                }
+            }
+            return Image(header: loader.header, superblock: loader.superblock, root: root!)
+        }
+    }
+
+    /// One entry met by `walk`, in the order `composefs-info` prints them.
+    public struct Entry {
+        /// `/` for the root, otherwise `/a/b`.
+        public var path: [UInt8]
+        /// The entry's attributes (for a hardlink: its target's). No children.
+        public var node: Node
+        /// For the second and later paths to an inode: the first path.
+        public var hardlinkTarget: [UInt8]?
+    }
+
+    /// Visits every entry depth-first with children in name order, without
+    /// building the tree: memory stays proportional to the directory depth
+    /// and the number of inodes, whatever the image size.
+    public static func walk(_ reader: ByteReader, filter: Set<[UInt8]>? = nil, _ visit: (Entry) -> Void) throws(Error) {
+        try run {
+            let loader = try Loader(reader)
+            try loader.traverse(filter: filter) { event in
+                switch event {
+                case let .root(node, _):
+                    visit(Entry(path: [UInt8(ascii: "/")], node: node, hardlinkTarget: nil))
+                case let .entry(node, _, _, path):
+                    visit(Entry(path: path, node: node, hardlinkTarget: nil))
+                case let .hardlink(_, nid, _, path):
+                    guard let target = try loader.loadInode(nid: UInt64(nid), name: [], from: 0) else { return }
+                    visit(Entry(path: path, node: target.node, hardlinkTarget: try loader.path(of: nid)))
+                }
+            }
+        }
+    }
+
+    /// Maps the errors of the layers below to `ImageReader.Error`.
+    static func run<T>(_ body: () throws -> T) throws(Error) -> T {
         do {
-            var loader = try Loader(data)
-            let root = try loader.loadTree(filter: filter)
-            return Image(header: loader.header, superblock: loader.superblock, root: root)
+            return try body()
         } catch let e as Error {
             throw e
         } catch let e as ByteReader.Error {
@@ -62,18 +117,19 @@ public enum ImageReader {
         return h
     }
 
-    struct Loader {
+    final class Loader {
         let r: ByteReader
         let header: ComposefsHeader
         let superblock: EROFS.Superblock
         let meta: Int
         let xattrBase: Int
         let buildTime: Timespec
-        var byNid: [Int: Node] = [:]
+        /// First path to each inode: its directory's nid and its name's place.
+        var records: [Int: (parent: Int, nameOffset: Int, nameLength: Int)] = [:]
 
-        init(_ data: [UInt8]) throws {
-            r = ByteReader(data)
-            guard data.count >= EROFS.blockSize else { throw Error.tooSmall(size: data.count) }
+        init(_ reader: ByteReader) throws {
+            r = reader
+            guard r.size >= EROFS.blockSize else { throw Error.tooSmall(size: r.size) }
             header = try ComposefsHeader(decoding: r)
             guard header.magic == ComposefsHeader.magic else { throw Error.notComposefs(magic: header.magic) }
             guard header.version == ComposefsHeader.headerVersion else {
@@ -86,8 +142,8 @@ public enum ImageReader {
             }
             meta = Int(superblock.metaBlockAddress) * EROFS.blockSize
             xattrBase = Int(superblock.xattrBlockAddress) * EROFS.blockSize
-            guard meta < data.count else { throw Error.corrupt(offset: 1024 + 40, "meta_blkaddr outside the image") }
-            guard xattrBase < data.count else { throw Error.corrupt(offset: 1024 + 44, "xattr_blkaddr outside the image") }
+            guard meta < r.size else { throw Error.corrupt(offset: 1024 + 40, "meta_blkaddr outside the image") }
+            guard xattrBase < r.size else { throw Error.corrupt(offset: 1024 + 44, "xattr_blkaddr outside the image") }
             buildTime = Timespec(seconds: Int64(bitPattern: superblock.buildTime), nanoseconds: superblock.buildTimeNsec)
         }
 
@@ -235,28 +291,33 @@ public enum ImageReader {
             try node.setXattr(key, value, limit: Node.loadedXattrBudgetLimit)
         }
 
-        /// One directory block or tail: (nid, name) pairs, `.` and `..` skipped.
-        func dirents(at start: Int, length: Int) throws -> [(nid: UInt64, name: [UInt8])] {
+        typealias Dirent = (nid: UInt64, name: [UInt8], nameOffset: Int)
+
+        /// One directory block or tail: its entries, `.` and `..` skipped.
+        func dirents(at start: Int, length: Int) throws -> [Dirent] {
             guard length >= 12 else { throw Error.corrupt(offset: start, "directory chunk of \(length) bytes") }
             let first = Int(try r.u16(at: start + 8))
             guard first % 12 == 0, first >= 12, first <= length else {
                 throw Error.corrupt(offset: start, "invalid first name offset \(first)")
             }
             let count = first / 12
-            var out: [(UInt64, [UInt8])] = []
+            var out: [Dirent] = []
             out.reserveCapacity(count)
             for i in 0..<count {
                 let h = start + 12 * i
                 let nid = try r.u64(at: h)
                 let nameStart = Int(try r.u16(at: h + 8))
-                var nameEnd: Int
+                let nameEnd: Int
                 if i + 1 < count {
                     nameEnd = Int(try r.u16(at: h + 12 + 8))
                 } else {
-                    nameEnd = length
-                    if let z = r.data[(start + nameStart)..<(start + length)].firstIndex(of: 0), nameStart <= length {
-                        nameEnd = z - start
+                    // The last name runs to the first NUL or the end of the chunk.
+                    guard nameStart < length else {
+                        throw Error.corrupt(offset: h, "directory entry name offset \(nameStart) past its block")
                     }
+                    nameEnd = nameStart + (try r.withBytes(at: start + nameStart, count: length - nameStart) { b in
+                        b.firstIndex(of: 0) ?? b.count
+                    })
                 }
                 guard nameStart >= first, nameStart < nameEnd, nameEnd <= length else {
                     throw Error.corrupt(offset: h, "invalid directory entry name range \(nameStart)..<\(nameEnd)")
@@ -266,13 +327,13 @@ public enum ImageReader {
                 guard name.count <= Node.maxNameLength, !name.contains(0x2F), !name.contains(0) else {
                     throw Error.corrupt(offset: h, "invalid file name in directory entry")
                 }
-                out.append((nid, name))
+                out.append((nid, name, start + nameStart))
             }
             return out
         }
 
-        /// All entries of a directory, block by block.
-        func entries(of dir: Loaded) throws -> [(nid: UInt64, name: [UInt8])] {
+        /// All entries of a directory, block by block, sorted by name.
+        func entries(of dir: Loaded) throws -> [Dirent] {
             let size = dir.inode.size
             let bs = UInt64(EROFS.blockSize)
             let blocks = size / bs + (size % bs == 0 ? 0 : 1)
@@ -283,7 +344,7 @@ public enum ImageReader {
             guard blocks <= UInt64(r.size) / bs + 1 else {
                 throw Error.corrupt(offset: dir.offset, "directory size \(size) larger than the image")
             }
-            var all: [(nid: UInt64, name: [UInt8])] = []
+            var all: [Dirent] = []
             for b in 0..<Int(blocks) {
                 if inline && b == Int(blocks) - 1 {
                     all += try dirents(at: dir.tailOffset, length: dir.tailLength)
@@ -295,22 +356,43 @@ public enum ImageReader {
                     all += try dirents(at: o, length: EROFS.blockSize)
                 }
             }
+            // Written sorted; a damaged image may not be. Names must be unique.
+            var sorted = true
+            for k in all.indices.dropFirst() where compareBytes(all[k - 1].name, all[k].name) >= 0 {
+                sorted = false
+                break
+            }
+            if !sorted {
+                all.sort { [UInt8].byteOrderLess($0.name, $1.name) }
+                for k in all.indices.dropFirst() where all[k - 1].name == all[k].name {
+                    throw Error.corrupt(offset: dir.offset, "duplicate name \"\(String(bytes: all[k].name))\" in a directory")
+                }
+            }
             return all
         }
 
-        /// Depth-first in directory order (a subdirectory is finished before
-        /// its next sibling), with an explicit stack: a hostile image may
-        /// nest without bound.
-        mutating func loadTree(filter: Set<[UInt8]>?) throws -> Node {
-            let rootNid = UInt64(superblock.rootNid)
-            guard let root = try loadInode(nid: rootNid, name: [], from: EROFS.superblockOffset + 14),
+        enum Event {
+            case root(Node, nid: Int)
+            case entry(Node, nid: Int, parent: Node, path: [UInt8])
+            case hardlink(name: [UInt8], nid: Int, parent: Node, path: [UInt8])
+        }
+
+        /// Depth-first, children in name order (a subdirectory is finished
+        /// before its next sibling), with an explicit stack: a hostile image
+        /// may nest without bound. Each inode is decoded once; later paths to
+        /// it are reported as hardlinks, so cycles end.
+        func traverse(filter: Set<[UInt8]>?, _ handle: (Event) throws -> Void) throws {
+            let rootNid = Int(superblock.rootNid)
+            guard let root = try loadInode(nid: UInt64(rootNid), name: [], from: EROFS.superblockOffset + 14),
                   root.node.isDirectory else {
                 throw Error.corrupt(offset: EROFS.superblockOffset + 14, "the root inode is not a directory")
             }
-            byNid[Int(rootNid)] = root.node
+            records[rootNid] = (-1, 0, 0)
+            try handle(.root(root.node, nid: rootNid))
             var rootEntries = try entries(of: root)
             if let filter { rootEntries = rootEntries.filter { filter.contains($0.name) } }
-            var stack: [(dir: Loaded, entries: [(nid: UInt64, name: [UInt8])], next: Int)] = [(root, rootEntries, 0)]
+            var stack: [(dir: Loaded, nid: Int, path: [UInt8], entries: [Dirent], next: Int)] =
+                [(root, rootNid, [], rootEntries, 0)]
             while !stack.isEmpty {
                 let top = stack.count - 1
                 let k = stack[top].next
@@ -319,20 +401,38 @@ public enum ImageReader {
                     continue
                 }
                 stack[top].next = k + 1
-                let (nid, name) = stack[top].entries[k]
-                let dir = stack[top].dir.node
-                if let existing = byNid[Int(truncatingIfNeeded: nid)] {
-                    try dir.addChild(Node(name: name, hardlinkTo: existing))
+                let (nid64, name, nameOffset) = stack[top].entries[k]
+                let nid = Int(truncatingIfNeeded: nid64)
+                let dir = stack[top].dir
+                let path = stack[top].path + [UInt8(ascii: "/")] + name
+                if records[nid] != nil {
+                    try handle(.hardlink(name: name, nid: nid, parent: dir.node, path: path))
                     continue
                 }
-                guard let child = try loadInode(nid: nid, name: name, from: stack[top].dir.offset) else { continue }
-                byNid[Int(truncatingIfNeeded: nid)] = child.node
-                try dir.addChild(child.node)
+                guard let child = try loadInode(nid: nid64, name: name, from: dir.offset) else { continue }
+                records[nid] = (stack[top].nid, nameOffset, name.count)
+                try handle(.entry(child.node, nid: nid, parent: dir.node, path: path))
                 if child.node.isDirectory {
-                    stack.append((child, try entries(of: child), 0))
+                    stack.append((child, nid, path, try entries(of: child), 0))
                 }
             }
-            return root.node
+        }
+
+        /// The first path by which `nid` was reached.
+        func path(of nid: Int) throws -> [UInt8] {
+            var names: [[UInt8]] = []
+            var n = nid
+            while let rec = records[n], rec.parent >= 0 {
+                names.append(try r.bytes(at: rec.nameOffset, count: rec.nameLength))
+                n = rec.parent
+            }
+            if names.isEmpty { return [UInt8(ascii: "/")] }
+            var out: [UInt8] = []
+            for name in names.reversed() {
+                out.append(UInt8(ascii: "/"))
+                out.append(contentsOf: name)
+            }
+            return out
         }
     }
 }

@@ -1,62 +1,150 @@
-/// Bounds-checked little-endian reads from an untrusted buffer. Every read
-/// of image bytes goes through here: an out-of-range access throws
-/// instead of trapping, which is where "never crash on a hostile image" is won.
+import Glibc
+
+/// Bounds-checked little-endian reads from an untrusted image, held in
+/// memory or read from a file on demand through a small block cache (so
+/// walking a large image needs little memory). Every read of image bytes
+/// goes through here: an out-of-range access throws instead of trapping,
+/// which is where "never crash on a hostile image" is won.
 public struct ByteReader {
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
         case outOfBounds(offset: Int, length: Int, size: Int)
+        case io(offset: Int, errno: Int32)
 
         public var description: String {
             switch self {
             case let .outOfBounds(offset, length, size):
-                return "read of \(length) bytes at offset \(offset) is past the end of the image (\(size) bytes)"
+                "read of \(length) bytes at offset \(offset) is past the end of the image (\(size) bytes)"
+            case let .io(offset, e):
+                "read at offset \(offset) failed: \(errnoDescription(e))"
             }
         }
     }
 
-    public let data: [UInt8]
+    enum Storage {
+        case memory([UInt8])
+        case file(FileBlocks)
+    }
 
-    public init(_ data: [UInt8]) { self.data = data }
+    let storage: Storage
+    public let size: Int
 
-    public var size: Int { data.count }
+    public init(_ data: [UInt8]) {
+        storage = .memory(data)
+        size = data.count
+    }
 
-    @inlinable
+    /// Reads `fd` (a regular file of `size` bytes) on demand.
+    public init(fd: Int32, size: Int) {
+        storage = .file(FileBlocks(fd: fd, size: size))
+        self.size = size
+    }
+
+    @inline(__always)
     public func check(_ offset: Int, _ length: Int) throws(Error) {
-        guard offset >= 0, length >= 0, offset <= data.count, length <= data.count - offset else {
-            throw .outOfBounds(offset: offset, length: length, size: data.count)
+        guard offset >= 0, length >= 0, offset <= size, length <= size - offset else {
+            throw .outOfBounds(offset: offset, length: length, size: size)
         }
     }
 
-    @inlinable public func u8(at o: Int) throws(Error) -> UInt8 {
-        try check(o, 1)
-        return data[o]
-    }
-
-    @inlinable public func u16(at o: Int) throws(Error) -> UInt16 {
-        try check(o, 2)
-        return UInt16(data[o]) | UInt16(data[o + 1]) << 8
-    }
-
-    @inlinable public func u32(at o: Int) throws(Error) -> UInt32 {
-        try check(o, 4)
-        var v: UInt32 = 0
-        for i in 0..<4 { v |= UInt32(data[o + i]) << (8 * i) }
-        return v
-    }
-
-    @inlinable public func u64(at o: Int) throws(Error) -> UInt64 {
-        try check(o, 8)
-        var v: UInt64 = 0
-        for i in 0..<8 { v |= UInt64(data[o + i]) << (8 * i) }
-        return v
-    }
-
-    @inlinable public func bytes(at o: Int, count n: Int) throws(Error) -> [UInt8] {
+    /// Calls `body` with the `n` bytes at `o`.
+    @inline(__always)
+    public func withBytes<R>(at o: Int, count n: Int, _ body: (UnsafeRawBufferPointer) -> R) throws(Error) -> R {
         try check(o, n)
-        return Array(data[o..<(o + n)])
+        switch storage {
+        case .memory(let data):
+            return data.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[o..<(o + n)])) }
+        case .file(let blocks):
+            return try blocks.withBytes(at: o, count: n, body)
+        }
     }
 
-    @inlinable public func slice(at o: Int, count n: Int) throws(Error) -> ArraySlice<UInt8> {
-        try check(o, n)
-        return data[o..<(o + n)]
+    public func u8(at o: Int) throws(Error) -> UInt8 {
+        try withBytes(at: o, count: 1) { $0[0] }
+    }
+
+    public func u16(at o: Int) throws(Error) -> UInt16 {
+        try withBytes(at: o, count: 2) { UInt16($0[0]) | UInt16($0[1]) << 8 }
+    }
+
+    public func u32(at o: Int) throws(Error) -> UInt32 {
+        try withBytes(at: o, count: 4) { b in
+            var v: UInt32 = 0
+            for i in 0..<4 { v |= UInt32(b[i]) << (8 * i) }
+            return v
+        }
+    }
+
+    public func u64(at o: Int) throws(Error) -> UInt64 {
+        try withBytes(at: o, count: 8) { b in
+            var v: UInt64 = 0
+            for i in 0..<8 { v |= UInt64(b[i]) << (8 * i) }
+            return v
+        }
+    }
+
+    public func bytes(at o: Int, count n: Int) throws(Error) -> [UInt8] {
+        try withBytes(at: o, count: n) { Array($0) }
+    }
+
+    public func slice(at o: Int, count n: Int) throws(Error) -> ArraySlice<UInt8> {
+        try bytes(at: o, count: n)[...]
+    }
+}
+
+/// A direct-mapped cache of 4096-byte blocks of a file, filled with pread.
+final class FileBlocks {
+    static let blockSize = 4096
+    static let slots = 64
+    let fd: Int32
+    let size: Int
+    let cache: UnsafeMutableRawPointer
+    var tags: [Int]
+
+    init(fd: Int32, size: Int) {
+        self.fd = fd
+        self.size = size
+        cache = UnsafeMutableRawPointer.allocate(byteCount: Self.slots * Self.blockSize, alignment: 4096)
+        tags = [Int](repeating: -1, count: Self.slots)
+    }
+
+    deinit { cache.deallocate() }
+
+    private func read(into p: UnsafeMutableRawPointer, at offset: Int, count: Int) throws(ByteReader.Error) {
+        var done = 0
+        while done < count {
+            let n = pread(fd, p + done, count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .io(offset: offset + done, errno: errno)
+            }
+            if n == 0 { throw .io(offset: offset + done, errno: EIO) }   // the file shrank
+            done += n
+        }
+    }
+
+    /// The cached block holding `block`, read in if needed.
+    private func block(_ block: Int) throws(ByteReader.Error) -> UnsafeMutableRawPointer {
+        let slot = block % Self.slots
+        let p = cache + slot * Self.blockSize
+        if tags[slot] != block {
+            tags[slot] = -1
+            let start = block * Self.blockSize
+            try read(into: p, at: start, count: min(Self.blockSize, size - start))
+            tags[slot] = block
+        }
+        return p
+    }
+
+    func withBytes<R>(at o: Int, count n: Int, _ body: (UnsafeRawBufferPointer) -> R) throws(ByteReader.Error) -> R {
+        let first = o / Self.blockSize
+        if n == 0 { return body(UnsafeRawBufferPointer(start: cache, count: 0)) }
+        if (o + n - 1) / Self.blockSize == first {
+            let p = try block(first)
+            return body(UnsafeRawBufferPointer(start: p + (o - first * Self.blockSize), count: n))
+        }
+        let tmp = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 8)
+        defer { tmp.deallocate() }
+        try read(into: tmp, at: o, count: n)
+        return body(UnsafeRawBufferPointer(start: tmp, count: n))
     }
 }

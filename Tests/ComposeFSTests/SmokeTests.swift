@@ -1,4 +1,0 @@
-import Testing
-@testable import ComposeFS
-
-@Test func placeholder() { #expect(true) }
