@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "ComposeFS", targets: ["ComposeFS"]),
         .executable(name: "mkcomposefs", targets: ["mkcomposefs"]),
         .executable(name: "composefs-info", targets: ["composefs-info"]),
+        .executable(name: "mount.composefs", targets: ["mount.composefs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -40,6 +41,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "composefs-info",
+            dependencies: [
+                "ComposeFS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "mount.composefs",
             dependencies: [
                 "ComposeFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -9,6 +9,8 @@
 #include <sys/ioctl.h>
 #include <linux/fs.h>
 #include <linux/fsverity.h>
+#include <linux/loop.h>
+#include <sys/syscall.h>
 
 int cfs_measure_verity(int fd, uint8_t *digest, size_t capacity, uint16_t *algorithm) {
     union {
@@ -59,4 +61,78 @@ int cfs_affinity_cpu_count(void) {
     if (sched_getaffinity(0, sizeof(set), &set) != 0)
         return 0;
     return CPU_COUNT(&set);
+}
+
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x00000001
+#endif
+#ifndef FSMOUNT_CLOEXEC
+#define FSMOUNT_CLOEXEC 0x00000001
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+#ifndef MOUNT_ATTR_IDMAP
+#define MOUNT_ATTR_IDMAP 0x00100000
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef AT_EMPTY_PATH
+#define AT_EMPTY_PATH 0x1000
+#endif
+enum { CFS_FSCONFIG_SET_FLAG = 0, CFS_FSCONFIG_SET_STRING = 1, CFS_FSCONFIG_CMD_CREATE = 6 };
+
+struct cfs_mount_attr {
+    uint64_t attr_set;
+    uint64_t attr_clr;
+    uint64_t propagation;
+    uint64_t userns_fd;
+};
+
+int cfs_fsopen(const char *fstype) {
+    return (int)syscall(SYS_fsopen, fstype, FSOPEN_CLOEXEC);
+}
+
+int cfs_fsconfig_string(int fd, const char *key, const char *value) {
+    return (int)syscall(SYS_fsconfig, fd, CFS_FSCONFIG_SET_STRING, key, value, 0);
+}
+
+int cfs_fsconfig_flag(int fd, const char *key) {
+    return (int)syscall(SYS_fsconfig, fd, CFS_FSCONFIG_SET_FLAG, key, NULL, 0);
+}
+
+int cfs_fsconfig_create(int fd) {
+    return (int)syscall(SYS_fsconfig, fd, CFS_FSCONFIG_CMD_CREATE, NULL, NULL, 0);
+}
+
+int cfs_fsmount(int fd, int readonly) {
+    return (int)syscall(SYS_fsmount, fd, FSMOUNT_CLOEXEC, readonly ? MOUNT_ATTR_RDONLY : 0);
+}
+
+int cfs_move_mount(int mntfd, const char *target) {
+    return (int)syscall(SYS_move_mount, mntfd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+int cfs_mount_setattr_idmap(int mntfd, int usernsfd) {
+    struct cfs_mount_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.attr_set = MOUNT_ATTR_IDMAP;
+    attr.userns_fd = (uint64_t)usernsfd;
+    return (int)syscall(SYS_mount_setattr, mntfd, "", AT_EMPTY_PATH, &attr, sizeof(attr));
+}
+
+int cfs_loop_get_free(int controlfd) {
+    return ioctl(controlfd, LOOP_CTL_GET_FREE);
+}
+
+int cfs_loop_configure(int loopfd, int filefd, const char *name) {
+    struct loop_config config;
+    memset(&config, 0, sizeof(config));
+    config.fd = (uint32_t)filefd;
+    config.block_size = 4096;
+    config.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO;
+    if (name)
+        strncpy((char *)config.info.lo_file_name, name, LO_NAME_SIZE - 1);
+    return ioctl(loopfd, LOOP_CONFIGURE, &config);
 }

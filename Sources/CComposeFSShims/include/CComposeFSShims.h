@@ -29,4 +29,16 @@ int cfs_o_tmpfile(void);
 /// CPUs in this process's affinity mask (0 if unknown).
 int cfs_affinity_cpu_count(void);
 
+// The new mount API and loop devices (raw syscalls and ioctls).
+// Each returns -1 with errno set on failure.
+int cfs_fsopen(const char *fstype);
+int cfs_fsconfig_string(int fd, const char *key, const char *value);
+int cfs_fsconfig_flag(int fd, const char *key);
+int cfs_fsconfig_create(int fd);
+int cfs_fsmount(int fd, int readonly);
+int cfs_move_mount(int mntfd, const char *target);
+int cfs_mount_setattr_idmap(int mntfd, int usernsfd);
+int cfs_loop_get_free(int controlfd);
+int cfs_loop_configure(int loopfd, int filefd, const char *name);
+
 #endif
