@@ -69,9 +69,13 @@ struct MkComposefs: ParsableCommand {
     struct Failure: Error {
         var message: String
         var usage = false
+        /// Argument errors print as upstream's do: the bare message, then usage.
         func report() {
-            Terminal.error("mkcomposefs: \(message)\n")
-            if usage { Terminal.error(MkComposefs.usageString()) }
+            if usage {
+                Terminal.error("\(message)\n" + MkComposefs.usageString())
+            } else {
+                Terminal.error("mkcomposefs: \(message)\n")
+            }
         }
     }
 

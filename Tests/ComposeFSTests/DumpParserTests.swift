@@ -171,8 +171,10 @@ import Testing
     // MARK: Short lines
 
     @Test func shortLinesReadMissingFieldsAsEmpty() throws {
-        // A 9-field symlink line: no CONTENT, no DIGEST.
-        let root = try parseDump(rootLine + "/l 3 120777 1 0 0 0 0.0 abc\n/f 0 100644 1 0 0 0 0.0 - -\n")
+        // A 9-field symlink line: no CONTENT, no DIGEST. The missing
+        // CONTENT is an empty (present) value, so SIZE must be 0 to match;
+        // the symlink's size then becomes the target length.
+        let root = try parseDump(rootLine + "/l 0 120777 1 0 0 0 0.0 abc\n/f 0 100644 1 0 0 0 0.0 - -\n")
         let l = try #require(root.child(named: b("l")))
         #expect(l.fileType == .symlink)
         #expect(l.payload == b("abc"))
@@ -180,6 +182,10 @@ import Testing
         #expect(l.content == nil && l.digest == nil)
         let f = try #require(root.child(named: b("f")))
         #expect(f.digest == nil && f.payload == nil)
+        expectError(file("/l 3 120777 1 0 0 0 0.0 abc"), line: 2, "Invalid content size 0, must match size 3")
+        // upstream's honggfuzz-longlink-unterminated: 9 fields, no final newline.
+        let fuzz = try parseDump("/ 4096 40555 2 0 0 0 0.0 - - -\n/chardev 0 20720777 1 0 0 0 0.0 aaaa")
+        #expect(fuzz.child(named: b("chardev"))?.fileType == .symlink)
         // Missing NLINK reads as an empty integer.
         expectError(file("/f 0 100644"), line: 2, "Invalid integer ")
     }

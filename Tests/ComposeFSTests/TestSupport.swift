@@ -227,3 +227,11 @@ struct TemporaryDirectory {
 
     func remove() { try? FileManager.default.removeItem(at: url) }
 }
+
+/// The first offset where two byte strings differ (nil when equal), so a
+/// failed image comparison names an offset instead of printing both images.
+func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> Int? {
+    let n = min(a.count, b.count)
+    for i in 0..<n where a[i] != b[i] { return i }
+    return a.count == b.count ? nil : n
+}
