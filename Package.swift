@@ -55,7 +55,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ComposeFSTests",
-            dependencies: ["ComposeFS", "CFSVerity"],
+            dependencies: ["ComposeFS", "CFSVerity", "CComposeFSShims"],
             resources: [.copy("Fixtures")]
         ),
     ]

@@ -45,7 +45,7 @@ enum Tools {
         let io = try TemporaryDirectory()
         defer { io.remove() }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: bin).appendingPathComponent(tool)
+        process.executableURL = tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : URL(fileURLWithPath: bin).appendingPathComponent(tool)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "CFS_PARSE_STRICT")
