@@ -236,6 +236,8 @@ public enum DirectoryScanner {
             let scratch = (0..<threads).map { _ in
                 UncheckedSendable(UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096))
             }
+            // One hasher per worker, reused: no allocation per file.
+            let hashers = (0..<threads).map { _ in UncheckedSendable(FsVerity.Hasher()) }
             defer { for s in scratch { s.value.deallocate() } }
             let work = UncheckedSendable(files)
             let rootfd = self.rootfd
@@ -261,7 +263,8 @@ public enum DirectoryScanner {
                         guard n == size else { throw .changed(path: shown.value.display(rel), expected: node.size, found: UInt64(n)) }
                         node.content = Array(UnsafeRawBufferPointer(rebasing: buf[0..<size]))
                     } else {
-                        let (digest, count) = try hash(fd: fd, buffer: buf, path: shown.value.display(rel))
+                        let (digest, count) = try hash(fd: fd, buffer: buf, hasher: hashers[worker].value,
+                                                       path: shown.value.display(rel))
                         guard count == node.size else {
                             throw .changed(path: shown.value.display(rel), expected: node.size, found: count)
                         }
@@ -271,7 +274,7 @@ public enum DirectoryScanner {
                         if let store = sharedStore.value, claimed.withLock({ $0.insert(payload).inserted }) {
                             do throws(ObjectStore.Error) {
                                 try store.insert(source: fd, sourcePath: shown.value.display(rel), digest: digest,
-                                                 size: node.size, scratch: buf)
+                                                 size: node.size, scratch: buf, hasher: hashers[worker].value)
                             } catch {
                                 throw .store(error)
                             }
@@ -292,8 +295,9 @@ public enum DirectoryScanner {
     }
 
     /// fs-verity digest and length of what `fd` holds now.
-    static func hash(fd: Int32, buffer: UnsafeMutableRawBufferPointer, path: String) throws(Error) -> ([UInt8], UInt64) {
-        let h = FsVerity.Hasher()
+    static func hash(fd: Int32, buffer: UnsafeMutableRawBufferPointer, hasher h: FsVerity.Hasher,
+                     path: String) throws(Error) -> ([UInt8], UInt64) {
+        h.reset()
         var offset: off_t = 0
         while true {
             let n = pread(fd, buffer.baseAddress, buffer.count, offset)

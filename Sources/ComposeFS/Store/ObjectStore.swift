@@ -88,7 +88,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// wrong object. The object becomes visible at the next batch commit
     /// (at the latest in `commit()`).
     public func insert(source: Int32, sourcePath: String, digest: [UInt8], size: UInt64,
-                       scratch: UnsafeMutableRawBufferPointer) throws(Error) {
+                       scratch: UnsafeMutableRawBufferPointer, hasher: FsVerity.Hasher = FsVerity.Hasher()) throws(Error) {
         let name = FsVerity.objectPath(digest)
         if contains(name) { return }
         try ensureDirectory(digest[0])
@@ -98,7 +98,7 @@ public final class ObjectStore: @unchecked Sendable {
             guard fchmod(staged.fd, 0o644) == 0 else { throw .store(path: path, operation: "chmod", errno: errno) }
             // Verify what will be published: the object must hash to its name.
             let check: [UInt8]
-            do { check = try FsVerity.digest(fd: staged.fd, path: sourcePath, buffer: scratch) } catch {
+            do { check = try FsVerity.digest(fd: staged.fd, path: sourcePath, buffer: scratch, hasher: hasher) } catch {
                 throw .copy(source: sourcePath, errno: EIO)
             }
             var st = stat()

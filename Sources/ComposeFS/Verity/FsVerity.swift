@@ -35,8 +35,10 @@ public enum FsVerity {
 
     /// Digest of `fd` read through a caller's scratch buffer (reused across
     /// files by the parallel scanners).
-    public static func digest(fd: Int32, path: String = "", buffer buf: UnsafeMutableRawBufferPointer) throws(Error) -> [UInt8] {
-        let h = Hasher()
+    public static func digest(fd: Int32, path: String = "", buffer buf: UnsafeMutableRawBufferPointer,
+                              hasher: Hasher = Hasher()) throws(Error) -> [UInt8] {
+        let h = hasher
+        h.reset()
         let chunk = buf.count
         var offset: off_t = 0
         while true {
@@ -90,7 +92,17 @@ public enum FsVerity {
         private var total: UInt64 = 0
 
         public init() {
-            blocks = UnsafeMutableRawPointer.allocate(byteCount: Hasher.maxLevels * FsVerity.blockSize, alignment: 64)
+            blocks = UnsafeMutableRawPointer.allocate(byteCount: Hasher.maxLevels * FsVerity.blockSize, alignment: 16)
+        }
+
+        /// Starts over, keeping the buffers (one hasher can digest many files).
+        public func reset() {
+            for i in 0..<Hasher.maxLevels {
+                fill[i] = 0
+                produced[i] = 0
+            }
+            top = 0
+            total = 0
         }
 
         deinit { blocks.deallocate() }
