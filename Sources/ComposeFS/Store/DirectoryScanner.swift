@@ -263,8 +263,15 @@ public enum DirectoryScanner {
                         guard n == size else { throw .changed(path: shown.value.display(rel), expected: node.size, found: UInt64(n)) }
                         node.content = Array(UnsafeRawBufferPointer(rebasing: buf[0..<size]))
                     } else {
-                        let (digest, count) = try hash(fd: fd, buffer: buf, hasher: hashers[worker].value,
-                                                       path: shown.value.display(rel))
+                        let digest: [UInt8], count: UInt64
+                        do throws(FsVerity.Error) {
+                            (digest, count) = try FsVerity.digestAndLength(fd: fd, path: shown.value.display(rel),
+                                                                           buffer: buf, hasher: hashers[worker].value)
+                        } catch {
+                            switch error {
+                            case let .io(path, e): throw .digest(path: path, errno: e)
+                            }
+                        }
                         guard count == node.size else {
                             throw .changed(path: shown.value.display(rel), expected: node.size, found: count)
                         }
@@ -294,21 +301,4 @@ public enum DirectoryScanner {
         }
     }
 
-    /// fs-verity digest and length of what `fd` holds now.
-    static func hash(fd: Int32, buffer: UnsafeMutableRawBufferPointer, hasher h: FsVerity.Hasher,
-                     path: String) throws(Error) -> ([UInt8], UInt64) {
-        h.reset()
-        var offset: off_t = 0
-        while true {
-            let n = pread(fd, buffer.baseAddress, buffer.count, offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .digest(path: path, errno: errno)
-            }
-            if n == 0 { break }
-            h.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            offset += off_t(n)
-        }
-        return (h.finalize(), UInt64(offset))
-    }
 }

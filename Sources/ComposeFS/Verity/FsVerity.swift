@@ -37,6 +37,13 @@ public enum FsVerity {
     /// files by the parallel scanners).
     public static func digest(fd: Int32, path: String = "", buffer buf: UnsafeMutableRawBufferPointer,
                               hasher: Hasher = Hasher()) throws(Error) -> [UInt8] {
+        try digestAndLength(fd: fd, path: path, buffer: buf, hasher: hasher).digest
+    }
+
+    /// The digest of what `fd` holds now, and how many bytes that was (a
+    /// file may change after it was listed).
+    public static func digestAndLength(fd: Int32, path: String = "", buffer buf: UnsafeMutableRawBufferPointer,
+                                       hasher: Hasher = Hasher()) throws(Error) -> (digest: [UInt8], length: UInt64) {
         let h = hasher
         h.reset()
         let chunk = buf.count
@@ -51,7 +58,7 @@ public enum FsVerity {
             h.update(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
             offset += off_t(n)
         }
-        return h.finalize()
+        return (h.finalize(), UInt64(offset))
     }
 
     /// Digest of the file at `path`.
