@@ -18,12 +18,14 @@ public final class ObjectStore: @unchecked Sendable {
         case store(path: String, operation: String, errno: Int32)
         case copy(source: String, errno: Int32)
         case changed(source: String)
+        case notAnObject(path: String)
 
         public var description: String {
             switch self {
             case let .store(path, op, e): "\(errnoDescription(e)) (\(op) \(path))"
             case let .copy(source, e): "\(errnoDescription(e)) (copying \(source))"
             case let .changed(source): "\(errnoDescription(EIO)) (\(source) changed while it was copied)"
+            case let .notAnObject(path): "\(errnoDescription(EEXIST)) (\(path) exists and is not a regular file)"
             }
         }
     }
@@ -74,12 +76,20 @@ public final class ObjectStore: @unchecked Sendable {
         }
     }
 
-    /// Whether the object for `payload` (`xx/yyyy…`) is present.
-    public func contains(_ payload: [UInt8]) -> Bool {
+    /// Whether the object for `payload` (`xx/yyyy…`) is present. Something
+    /// else under that name (a directory, a symlink) is an error, never
+    /// taken for the object.
+    public func contains(_ payload: [UInt8]) throws(Error) -> Bool {
         var st = stat()
-        return (payload + [0]).withUnsafeBufferPointer { p in
-            p.withMemoryRebound(to: CChar.self) { fstatat(fd, $0.baseAddress!, &st, AT_SYMLINK_NOFOLLOW) == 0 }
+        let rc = (payload + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { fstatat(fd, $0.baseAddress!, &st, AT_SYMLINK_NOFOLLOW) }
         }
+        if rc != 0 {
+            guard errno == ENOENT else { throw .store(path: path + "/" + String(bytes: payload), operation: "checking", errno: errno) }
+            return false
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .notAnObject(path: path + "/" + String(bytes: payload)) }
+        return true
     }
 
     /// Adds the contents of `source` (open for reading) as the object named
@@ -90,7 +100,7 @@ public final class ObjectStore: @unchecked Sendable {
     public func insert(source: Int32, sourcePath: String, digest: [UInt8], size: UInt64,
                        scratch: UnsafeMutableRawBufferPointer, hasher: FsVerity.Hasher = FsVerity.Hasher()) throws(Error) {
         let name = FsVerity.objectPath(digest)
-        if contains(name) { return }
+        if try contains(name) { return }
         try ensureDirectory(digest[0])
         var staged = try createTemporary()
         do throws(Error) {
@@ -218,8 +228,12 @@ public final class ObjectStore: @unchecked Sendable {
                 return linkat(AT_FDCWD, "/proc/self/fd/\(s.fd)", fd, dest.baseAddress!, AT_SYMLINK_FOLLOW)
             }
         }
-        if rc != 0 && errno != EEXIST {
-            throw .store(path: path + "/" + String(bytes: s.name), operation: "linking", errno: errno)
+        if rc != 0 {
+            guard errno == EEXIST else {
+                throw .store(path: path + "/" + String(bytes: s.name), operation: "linking", errno: errno)
+            }
+            // Another writer got there first; it must be the object.
+            _ = try contains(s.name)
         }
     }
 

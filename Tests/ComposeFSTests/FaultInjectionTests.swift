@@ -1,0 +1,136 @@
+import Foundation
+import Glibc
+import Testing
+@testable import ComposeFS
+
+/// Faults during a store fill: sources that change or vanish, a directory
+/// where an object belongs, a run killed half way. Afterwards every object
+/// under a final name is complete and correct, no temporary file remains,
+/// and no partial image exists.
+@Suite(.serialized) struct FaultInjectionTests {
+    /// Every object in `store` is a regular file whose fs-verity digest is
+    /// its name; nothing else is in the store.
+    static func expectStoreCorrect(_ store: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let fm = FileManager.default
+        for top in try fm.contentsOfDirectory(atPath: store) {
+            #expect(top.count == 2 && top.allSatisfy(\.isHexDigit), "unexpected \(top) in the store", sourceLocation: sourceLocation)
+            for name in try fm.contentsOfDirectory(atPath: store + "/" + top) {
+                let digest = try FsVerity.digest(path: "\(store)/\(top)/\(name)")
+                #expect(digest.hexString == top + name, "object \(top)/\(name) has digest \(digest.hexString)",
+                        sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    static func digestOf(_ bytes: [UInt8]) -> [UInt8] { FsVerity.digest(bytes) }
+
+    @Test func sourceThatShrinksIsRejected() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let original = pseudoRandomBytes(100_000, seed: 1)
+        let path = try dir.write("source", original)
+        let store = try ObjectStore(path: dir.file("objects"))
+        // The file changes between its digest and its copy.
+        #expect(truncate(path, 50_000) == 0)
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        defer { scratch.deallocate() }
+        #expect(throws: ObjectStore.Error.changed(source: path)) {
+            try store.insert(source: fd, sourcePath: path, digest: Self.digestOf(original),
+                             size: UInt64(original.count), scratch: scratch)
+        }
+        try store.commit()
+        #expect(try !store.contains(FsVerity.objectPath(Self.digestOf(original))))
+        try Self.expectStoreCorrect(dir.file("objects"))
+    }
+
+    @Test func sourceThatChangesContentIsRejected() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let original = pseudoRandomBytes(70_000, seed: 2)
+        var changed = original
+        changed[12_345] ^= 0xFF
+        let path = try dir.write("source", changed)
+        let store = try ObjectStore(path: dir.file("objects"))
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        defer { scratch.deallocate() }
+        #expect(throws: ObjectStore.Error.changed(source: path)) {
+            try store.insert(source: fd, sourcePath: path, digest: Self.digestOf(original),
+                             size: UInt64(original.count), scratch: scratch)
+        }
+        try store.commit()
+        try Self.expectStoreCorrect(dir.file("objects"))
+    }
+
+    @Test func sourceThatVanishesFailsTheRun() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let src = dir.file("src")
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        for k in 0..<40 { try dir.write("src/f\(k)", pseudoRandomBytes(5_000 + k, seed: UInt64(k))) }
+        var options = DirectoryScanner.Options()
+        options.digestStore = dir.file("objects")
+        options.threads = 2
+        // The file disappears after the walk listed it, before its data is read.
+        var scanner = try DirectoryScanner.Scanner(source: src, options: options)
+        defer { close(scanner.rootfd) }
+        _ = try scanner.walk()
+        #expect(unlink(src + "/f9") == 0)
+        let failure: DirectoryScanner.Error?
+        do throws(DirectoryScanner.Error) {
+            try scanner.fillFiles()
+            failure = nil
+        } catch {
+            failure = error
+        }
+        #expect(failure == .access(path: src + "/f9", errno: ENOENT))
+        try Self.expectStoreCorrect(dir.file("objects"))
+        #expect(!(try FileManager.default.contentsOfDirectory(atPath: dir.file("objects")).contains { $0.hasPrefix(".tmp") }))
+    }
+
+    @Test func directoryWhereAnObjectBelongs() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let content = pseudoRandomBytes(9_000, seed: 3)
+        try FileManager.default.createDirectory(atPath: dir.file("src"), withIntermediateDirectories: true)
+        try dir.write("src/file", content)
+        let object = dir.file("objects") + "/" + String(bytes: FsVerity.objectPath(Self.digestOf(content)))
+        try FileManager.default.createDirectory(atPath: object, withIntermediateDirectories: true)
+        let out = dir.file("image.cfs")
+        let r = try Tools.mkcomposefs(["--digest-store=\(dir.file("objects"))", dir.file("src"), out])
+        #expect(r.status == 1)
+        #expect(r.err == "mkcomposefs: cannot fill store: File exists (\(object) exists and is not a regular file)\n")
+        #expect(access(out, F_OK) != 0, "no image")
+    }
+
+    @Test func killedRunThenNormalRun() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let src = dir.file("src")
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        for k in 0..<300 { try dir.write("src/f\(k)", pseudoRandomBytes(200_000 + k, seed: UInt64(100 + k))) }
+        let store = dir.file("objects"), out = dir.file("image.cfs")
+        let bin = try #require(Tools.directory)
+        for delay in [20_000, 80_000, 200_000] as [useconds_t] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: bin + "/mkcomposefs")
+            p.arguments = ["--digest-store=\(store)", src, out]
+            try p.run()
+            usleep(delay)
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            #expect(access(out, F_OK) != 0 || p.terminationReason == .exit, "no partial image after a kill")
+            try Self.expectStoreCorrect(store)
+        }
+        let r = try Tools.mkcomposefs(["--digest-store=\(store)", src, out])
+        #expect(r.status == 0, "normal run: \(r.err)")
+        try Self.expectStoreCorrect(store)
+        let missing = try Tools.info(["--basedir=\(store)", "missing-objects", out])
+        #expect(missing.status == 0 && missing.out.isEmpty, "every object present: \(missing.out)")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".") }
+        #expect(leftovers.isEmpty, "no temporary image files: \(leftovers)")
+    }
+}
