@@ -25,7 +25,7 @@ public enum DirectoryScanner {
 
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
         case access(path: String, errno: Int32)
-        case invalidOptions
+        case invalidOptions(source: String)
         case xattr(path: String, Node.Error)
         case changed(path: String, expected: UInt64, found: UInt64)
         case digest(path: String, errno: Int32)
@@ -34,7 +34,7 @@ public enum DirectoryScanner {
         public var description: String {
             switch self {
             case let .access(p, e): "error accessing \(p): \(errnoDescription(e))"
-            case .invalidOptions: "error accessing source: \(errnoDescription(EINVAL)) (--skip-xattrs and --user-xattrs together)"
+            case let .invalidOptions(source): "error accessing \(source): \(errnoDescription(EINVAL)) (--skip-xattrs and --user-xattrs together)"
             case let .xattr(p, e): "error accessing \(p): \(errnoDescription(ERANGE)) (\(e))"
             case let .changed(p, want, got):
                 "error accessing \(p): file changed during the scan (\(want) bytes when listed, \(got) when read)"
@@ -50,7 +50,7 @@ public enum DirectoryScanner {
     /// Scans `source` into a tree; with `options.digestStore` the external
     /// files are also copied into that store.
     public static func scan(_ source: String, options: Options = Options()) throws(Error) -> Node {
-        if options.skipXattrs && options.userXattrsOnly { throw .invalidOptions }
+        if options.skipXattrs && options.userXattrsOnly { throw .invalidOptions(source: source) }
         var scanner = try Scanner(source: source, options: options)
         defer { close(scanner.rootfd) }
         let root = try scanner.walk()
@@ -72,7 +72,7 @@ public enum DirectoryScanner {
             guard lstat(source, &st) == 0 else { throw .access(path: source, errno: errno) }
             rootStat = st
             if (st.st_mode & S_IFMT) == S_IFDIR {
-                let fd = open(source, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                let fd = Glibc.open(source, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 guard fd >= 0 else { throw .access(path: source, errno: errno) }
                 rootfd = fd
             } else {
@@ -106,11 +106,7 @@ public enum DirectoryScanner {
                 let shown = display(rel)
                 let dfd = rel.isEmpty
                     ? dup(rootfd)
-                    : (rel + [0]).withUnsafeBufferPointer { p in
-                        p.withMemoryRebound(to: CChar.self) {
-                            openat(rootfd, $0.baseAddress!, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                        }
-                    }
+                    : DirectoryScanner.open(rel, under: rootfd, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 guard dfd >= 0, let handle = fdopendir(dfd) else {
                     let e = errno
                     throw .access(path: shown, errno: e)
@@ -245,14 +241,12 @@ public enum DirectoryScanner {
             let done = Atomic<Int>(0)
             let bytes = Atomic<UInt64>(0)
             let progress = options.progress
-            let claimed = Mutex<Set<[UInt8]>>([])
+            let claimed = Locked<Set<[UInt8]>>([])
             let sharedStore = UncheckedSendable(store)
             do throws(Error) {
                 try Parallel.forEach(count: files.count, threads: threads) { (i, worker) throws(Error) in
                     let (node, rel) = work.value[i]
-                    let fd = (rel + [0]).withUnsafeBufferPointer { p in
-                        p.withMemoryRebound(to: CChar.self) { openat(rootfd, $0.baseAddress!, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
-                    }
+                    let fd = DirectoryScanner.open(rel, under: rootfd, flags: O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
                     guard fd >= 0 else { throw .access(path: shown.value.display(rel), errno: errno) }
                     defer { close(fd) }
                     let buf = scratch[worker].value
@@ -301,4 +295,42 @@ public enum DirectoryScanner {
         }
     }
 
+
+    /// `openat(dirfd, rel)` for a relative path of any length: one that
+    /// does not fit PATH_MAX is opened a few components at a time (the
+    /// tree's depth is unlimited, FORMAT.md §21). Symlinks are never
+    /// followed. -1 with errno on failure.
+    static func open(_ rel: [UInt8], under dirfd: Int32, flags: Int32) -> Int32 {
+        func openat(_ fd: Int32, _ path: [UInt8], _ flags: Int32) -> Int32 {
+            (path + [0]).withUnsafeBufferPointer { p in
+                p.withMemoryRebound(to: CChar.self) { Glibc.openat(fd, $0.baseAddress!, flags) }
+            }
+        }
+        let limit = 3072
+        if rel.count < limit { return openat(dirfd, rel, flags) }
+        let parts = rel.split(separator: UInt8(ascii: "/"))
+        var fd = dirfd
+        var segment: [UInt8] = []
+        for (k, part) in parts.enumerated() {
+            let last = k == parts.count - 1
+            if !segment.isEmpty && segment.count + 1 + part.count >= limit {
+                let next = openat(fd, segment, LinuxConstants.O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                let e = errno
+                if fd != dirfd { close(fd) }
+                guard next >= 0 else { errno = e; return -1 }
+                fd = next
+                segment = []
+            }
+            if !segment.isEmpty { segment.append(UInt8(ascii: "/")) }
+            segment.append(contentsOf: part)
+            if last {
+                let result = openat(fd, segment, flags)
+                let e = errno
+                if fd != dirfd { close(fd) }
+                errno = e
+                return result
+            }
+        }
+        return -1
+    }
 }

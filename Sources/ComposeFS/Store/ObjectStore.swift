@@ -33,10 +33,10 @@ public final class ObjectStore: @unchecked Sendable {
     public let path: String
     let fd: Int32
     /// Objects staged but not yet linked, and their bytes.
-    private let pending = Mutex<(objects: [Staged], bytes: UInt64)>(([], 0))
+    private let pending = Locked<(objects: [Staged], bytes: UInt64)>(([], 0))
     /// Serialises batch commits (staging goes on meanwhile).
-    private let committing = Mutex<Void>(())
-    private let knownDirs = Mutex<Set<UInt8>>([])
+    private let committing = Locked<Void>(())
+    private let knownDirs = Locked<Set<UInt8>>([])
     private let tmpfileWorks = Atomic<Bool>(true)
     private let copyFileRangeWorks = Atomic<Bool>(true)
 

@@ -22,7 +22,7 @@ public enum Parallel {
         guard count > 0 else { return }
         let workers = max(1, min(threads, count))
         let next = Atomic<Int>(0)
-        let failure = Mutex<E?>(nil)
+        let failure = Locked<E?>(nil)
         let stop = Atomic<Bool>(false)
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             while !stop.load(ordering: .relaxed) {
