@@ -26,30 +26,39 @@ let package = Package(
             pkgConfig: "libfsverity",
             providers: [.apt(["libfsverity-dev"])]
         ),
-        // Only what Swift cannot call directly: the variadic ioctl(2).
+        // Only what Swift cannot call directly: variadic ioctl(2) and
+        // syscall(2), and functions behind _GNU_SOURCE.
         .target(name: "CComposeFSShims"),
         .target(
             name: "ComposeFS",
             dependencies: ["CCrypto", "CFSVerity", "CComposeFSShims"]
         ),
+        // What the three command lines share (argument parsing, exits).
+        .target(
+            name: "ToolSupport",
+            dependencies: [
+                "ComposeFS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "mkcomposefs",
             dependencies: [
-                "ComposeFS",
+                "ComposeFS", "ToolSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "composefs-info",
             dependencies: [
-                "ComposeFS",
+                "ComposeFS", "ToolSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "mount.composefs",
             dependencies: [
-                "ComposeFS",
+                "ComposeFS", "ToolSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,9 +1,10 @@
 import ArgumentParser
 import ComposeFS
+import ToolSupport
 import Glibc
 
 @main
-struct ComposefsInfo: ParsableCommand {
+struct ComposefsInfo: Tool {
     static let configuration = CommandConfiguration(
         commandName: "composefs-info",
         abstract: "Show the contents of composefs images.",
@@ -19,27 +20,15 @@ struct ComposefsInfo: ParsableCommand {
     @Argument(help: "The command (ls, objects, missing-objects, dump, measure-file), then images or files.")
     var arguments: [String] = []
 
-    static func main() {
-        do {
-            let command = try parse()
-            try command.execute()
-        } catch let failure as Failure {
-            Terminal.error(failure.message)
-            Terminal.exit(1)
-        } catch {
-            if exitCode(for: error) == .success {
-                print(helpMessage())
-                Terminal.exit(0)
-            }
-            Terminal.error("composefs-info: \(message(for: error))\n\(usage)")
-            Terminal.exit(1)
-        }
-    }
+    static func main() { runMain() }
+
+    static var usageText: String { usage }
 
     static var usage: String { "usage: composefs-info [--basedir=path] [ls|objects|dump|missing-objects|measure-file] IMAGES...\n" }
 
-    struct Failure: Error {
+    struct Failure: ToolError {
         var message: String
+        var stderrText: String { message }
         init(_ text: String, usage: Bool = false) {
             message = "composefs-info: \(text)\n" + (usage ? ComposefsInfo.usage : "")
         }

@@ -1,9 +1,10 @@
 import ArgumentParser
 import ComposeFS
+import ToolSupport
 import Glibc
 
 @main
-struct MkComposefs: ParsableCommand {
+struct MkComposefs: Tool {
     static let configuration = CommandConfiguration(
         commandName: "mkcomposefs",
         abstract: "Create a composefs image from a directory tree or a composefs-dump(5) file.",
@@ -46,36 +47,17 @@ struct MkComposefs: ParsableCommand {
     @Argument(help: "The source directory or dump file, then the image path ('-' for standard output).")
     var paths: [String] = []
 
-    static func main() {
-        do {
-            let command = try parse()
-            try command.execute()
-        } catch let failure as Failure {
-            failure.report()
-            Terminal.exit(1)
-        } catch {
-            if exitCode(for: error) == .success {
-                print(helpMessage())
-                Terminal.exit(0)
-            }
-            Terminal.error("mkcomposefs: \(message(for: error))\n\(usageString())")
-            Terminal.exit(1)
-        }
-    }
+    static func main() { runMain() }
 
-    static func usageString() -> String { "usage: \(configuration.usage!)\nSee 'mkcomposefs --help' or mkcomposefs(1).\n" }
+    static var usageText: String { "usage: \(configuration.usage!)\nSee 'mkcomposefs --help' or mkcomposefs(1).\n" }
 
     /// A message for stderr and exit status 1.
-    struct Failure: Error {
+    struct Failure: ToolError {
         var message: String
         var usage = false
         /// Argument errors print as upstream's do: the bare message, then usage.
-        func report() {
-            if usage {
-                Terminal.error("\(message)\n" + MkComposefs.usageString())
-            } else {
-                Terminal.error("mkcomposefs: \(message)\n")
-            }
+        var stderrText: String {
+            usage ? "\(message)\n" + MkComposefs.usageText : "mkcomposefs: \(message)\n"
         }
     }
 

@@ -1,11 +1,12 @@
 import ArgumentParser
 import ComposeFS
+import ToolSupport
 import Glibc
 
 /// The mount(8) helper: `mount -t composefs IMAGE DIR -o OPTIONS` runs
 /// `mount.composefs IMAGE DIR [-sfnv] [-o OPTIONS] [-t composefs]`.
 @main
-struct MountComposefs: ParsableCommand {
+struct MountComposefs: Tool {
     static let configuration = CommandConfiguration(
         commandName: "mount.composefs",
         abstract: "Mount a composefs image.",
@@ -33,28 +34,16 @@ struct MountComposefs: ParsableCommand {
     @Argument(help: "The image file, then the mount point.")
     var paths: [String] = []
 
-    static func main() {
-        do {
-            let command = try parse()
-            try command.execute()
-        } catch let failure as Failure {
-            Terminal.error("mount.composefs: \(failure.message)\n" + (failure.usage ? usage : ""))
-            Terminal.exit(1)
-        } catch {
-            if exitCode(for: error) == .success {
-                print(helpMessage())
-                Terminal.exit(0)
-            }
-            Terminal.error("mount.composefs: \(message(for: error))\n\(usage)")
-            Terminal.exit(1)
-        }
-    }
+    static func main() { runMain() }
+
+    static var usageText: String { usage }
 
     static let usage = "usage: mount.composefs [-t composefs] [-o OPTIONS] IMAGE MOUNTPOINT\n"
 
-    struct Failure: Error {
+    struct Failure: ToolError {
         var message: String
         var usage = false
+        var stderrText: String { "mount.composefs: \(message)\n" + (usage ? MountComposefs.usage : "") }
     }
 
     func execute() throws {
