@@ -57,8 +57,11 @@ public final class Node {
     public var content: [UInt8]?
     /// Expected fs-verity SHA-256 digest of an external file (32 bytes).
     public var digest: [UInt8]?
-    /// Set when this entry is a hardlink to another node.
-    public var hardlinkTarget: Node?
+    /// Set when this entry is a hardlink to another node of the same tree.
+    /// Weak: the tree owns its nodes, and a link to an ancestor (a
+    /// directory linked from inside itself, in a hostile dump or image)
+    /// must not make a reference cycle.
+    public weak var hardlinkTarget: Node?
 
     public private(set) var children: [Node] = []
     public private(set) weak var parent: Node?
