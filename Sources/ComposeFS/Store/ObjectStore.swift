@@ -59,6 +59,27 @@ public final class ObjectStore: @unchecked Sendable {
         let fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw .store(path: p, operation: "opening", errno: errno) }
         self.fd = fd
+        removeAbandonedTemporaries()
+    }
+
+    /// Named temporary files (the fallback for filesystems without
+    /// O_TMPFILE) carry a shared lock while their run is alive; one that can
+    /// be locked exclusively was left by a run that died, and is removed.
+    private func removeAbandonedTemporaries() {
+        guard let dir = fdopendir(dup(fd)) else { return }
+        defer { closedir(dir) }
+        while let ent = readdir(dir) {
+            let name: [UInt8] = withUnsafeBytes(of: ent.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+            guard name.starts(with: Array(".tmp-".utf8)) else { continue }
+            (name + [0]).withUnsafeBufferPointer { p in
+                p.withMemoryRebound(to: CChar.self) { cname in
+                    let t = openat(fd, cname.baseAddress!, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                    guard t >= 0 else { return }
+                    defer { close(t) }
+                    if flock(t, LOCK_EX | LOCK_NB) == 0 { unlinkat(fd, cname.baseAddress!, 0) }
+                }
+            }
+        }
     }
 
     deinit {
@@ -195,7 +216,10 @@ public final class ObjectStore: @unchecked Sendable {
             let t = (name + [0]).withUnsafeBufferPointer { p in
                 p.withMemoryRebound(to: CChar.self) { openat(fd, $0.baseAddress!, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
             }
-            if t >= 0 { return Staged(fd: t, name: [], tempName: name) }
+            if t >= 0 {
+                _ = flock(t, LOCK_SH)   // held (shared) until the file is renamed or removed
+                return Staged(fd: t, name: [], tempName: name)
+            }
             if errno != EEXIST { throw .store(path: path, operation: "creating a temporary file in", errno: errno) }
         }
         throw .store(path: path, operation: "creating a temporary file in", errno: EEXIST)
@@ -213,6 +237,7 @@ public final class ObjectStore: @unchecked Sendable {
     private func reopenReadOnly(_ rw: Int32) throws(Error) -> Int32 {
         let ro = open("/proc/self/fd/\(rw)", O_RDONLY | O_CLOEXEC)
         guard ro >= 0 else { return rw }   // keep the writable fd; verity is best effort
+        _ = flock(ro, LOCK_SH)   // keep a named temporary file claimed across the reopen
         close(rw)
         return ro
     }
