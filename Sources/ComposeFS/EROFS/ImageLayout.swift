@@ -191,7 +191,14 @@ struct ImageLayout {
         // Hardlink entries point at the inode their chain ends at (§6.1).
         for (dir, e, link) in links {
             let path = link.path
-            guard let target = link.resolvedTarget else { throw .hardlinkLoop(path: path) }
+            var target = link
+            var steps = 0
+            while target.isHardlink {
+                guard let next = target.hardlinkTarget else { throw .hardlinkTargetMissing(path: path) }
+                target = next
+                steps += 1
+                if target === link || steps > items.count + 1 { throw .hardlinkLoop(path: path) }
+            }
             guard let t = index[ObjectIdentifier(target)] else { throw .hardlinkTargetMissing(path: path) }
             items[dir].entries[e].target = t
         }

@@ -61,7 +61,13 @@ public final class Node {
     /// Weak: the tree owns its nodes, and a link to an ancestor (a
     /// directory linked from inside itself, in a hostile dump or image)
     /// must not make a reference cycle.
-    public weak var hardlinkTarget: Node?
+    public weak var hardlinkTarget: Node? {
+        didSet { isHardlink = hardlinkTarget != nil }
+    }
+
+    /// Whether this entry is a hardlink (stays true if its target is gone:
+    /// writing such a tree is then an error, not a silent change).
+    public private(set) var isHardlink = false
 
     public private(set) var children: [Node] = []
     public private(set) weak var parent: Node?
@@ -75,11 +81,11 @@ public final class Node {
     public convenience init(name: [UInt8], hardlinkTo target: Node, mode: UInt32 = 0) {
         self.init(name: name, mode: mode)
         self.hardlinkTarget = target
+        self.isHardlink = true
     }
 
     public var fileType: FileType? { FileType(mode: mode) }
     public var isDirectory: Bool { mode & FileType.mask == FileType.directory.rawValue }
-    public var isHardlink: Bool { hardlinkTarget != nil }
 
     // MARK: Children
 
@@ -161,11 +167,12 @@ public final class Node {
     }
 
     /// The node a chain of hardlink entries ends at (self if not a hardlink);
-    /// nil if the chain loops.
+    /// nil if the chain loops or ends at a target that no longer exists.
     public var resolvedTarget: Node? {
         var n = self
         var steps = 0
-        while let t = n.hardlinkTarget {
+        while n.isHardlink {
+            guard let t = n.hardlinkTarget else { return nil }
             n = t
             steps += 1
             if n === self || steps > 1 << 20 { return nil }
