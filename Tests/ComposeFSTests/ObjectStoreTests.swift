@@ -252,9 +252,7 @@ final class RunningTool {
         defer { dir.remove() }
         let src = dir.file("src")
         try ScanFS.mkdirs(Array(src.utf8))
-        // 700 one-page objects (the scanner takes the root's files first: a
-        // batch of 256 is published before the disk is full, §19.3), then
-        // two big files in a subdirectory.
+        // 700 one-page objects, then two big files in a subdirectory.
         for i in 0..<700 {
             try ScanFS.write(ScanFS.path(src, "f\(i)"), pseudoRandomBytes(65 + (i * 37) % 4000, seed: 20_000 + UInt64(i)))
         }
@@ -282,9 +280,8 @@ final class RunningTool {
             #expect(problems.isEmpty, "threads \(threads): \(problems.prefix(20).joined(separator: "\n"))")
             #expect(Set(objects.keys).isSubset(of: Set(expected.keys)))
             #expect(objects.count < expected.count, "the tree overflows the store")
-            if threads == "1" {
-                #expect(objects.count >= 256, "the first batch was published before the disk filled up")
-            }
+            // How many objects were published before the disk filled up
+            // depends on the batch size; each one present must be whole.
             for rel in objects.keys {
                 if let source = expected[rel] {
                     #expect(try ScanFS.readFile(store + "/" + rel) == (try ScanFS.readFile(String(decoding: source, as: UTF8.self))))

@@ -47,6 +47,10 @@ public enum DirectoryScanner {
     /// Files whose contents are inlined rather than referenced (§19.2).
     public static let inlineLimit: UInt64 = 64
 
+    /// Files up to this size are read into memory once (digest and store
+    /// copy from the same bytes); larger ones are streamed.
+    static let wholeFileLimit = 8 << 20
+
     /// Scans `source` into a tree; with `options.digestStore` the external
     /// files are also copied into that store.
     public static func scan(_ source: String, options: Options = Options()) throws(Error) -> Node {
@@ -229,8 +233,12 @@ public enum DirectoryScanner {
                 do throws(ObjectStore.Error) { store = try ObjectStore(path: dir) } catch { throw .store(error) }
             }
             let threads = max(1, options.threads)
+            // Files up to this size are read once into the worker's buffer,
+            // hashed there and, when the store lacks them, written from it:
+            // one read, no copy to verify. Larger ones stream.
+            let whole = DirectoryScanner.wholeFileLimit
             let scratch = (0..<threads).map { _ in
-                UncheckedSendable(UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096))
+                UncheckedSendable(UnsafeMutableRawBufferPointer.allocate(byteCount: whole + 1, alignment: 4096))
             }
             // One hasher per worker, reused: no allocation per file.
             let hashers = (0..<threads).map { _ in UncheckedSendable(FsVerity.Hasher()) }
@@ -257,25 +265,56 @@ public enum DirectoryScanner {
                         guard n == size else { throw .changed(path: shown.value.display(rel), expected: node.size, found: UInt64(n)) }
                         node.content = Array(UnsafeRawBufferPointer(rebasing: buf[0..<size]))
                     } else {
-                        let digest: [UInt8], count: UInt64
-                        do throws(FsVerity.Error) {
-                            (digest, count) = try FsVerity.digestAndLength(fd: fd, path: shown.value.display(rel),
-                                                                           buffer: buf, hasher: hashers[worker].value)
-                        } catch {
-                            switch error {
-                            case let .io(path, e): throw .digest(path: path, errno: e)
+                        let shownPath = shown.value.display(rel)
+                        let hasher = hashers[worker].value
+                        let digest: [UInt8]
+                        var contents: UnsafeRawBufferPointer? = nil
+                        if node.size <= UInt64(whole) {
+                            // Ask for one byte more than listed: a file that grew shows.
+                            let size = Int(node.size)
+                            var got = 0
+                            while got <= size {
+                                let n = pread(fd, buf.baseAddress! + got, size + 1 - got, off_t(got))
+                                if n < 0 {
+                                    if errno == EINTR { continue }
+                                    throw .digest(path: shownPath, errno: errno)
+                                }
+                                if n == 0 { break }
+                                got += n
                             }
-                        }
-                        guard count == node.size else {
-                            throw .changed(path: shown.value.display(rel), expected: node.size, found: count)
+                            guard got == size else { throw .changed(path: shownPath, expected: node.size, found: UInt64(got)) }
+                            let data = UnsafeRawBufferPointer(rebasing: buf[0..<size])
+                            hasher.reset()
+                            hasher.update(data)
+                            digest = hasher.finalize()
+                            contents = data
+                        } else {
+                            let count: UInt64
+                            do throws(FsVerity.Error) {
+                                (digest, count) = try FsVerity.digestAndLength(fd: fd, path: shownPath,
+                                                                               buffer: UnsafeMutableRawBufferPointer(rebasing: buf[0..<(1 << 20)]),
+                                                                               hasher: hasher)
+                            } catch {
+                                switch error {
+                                case let .io(path, e): throw .digest(path: path, errno: e)
+                                }
+                            }
+                            guard count == node.size else {
+                                throw .changed(path: shownPath, expected: node.size, found: count)
+                            }
                         }
                         node.digest = digest
                         let payload = FsVerity.objectPath(digest)
                         node.payload = payload
                         if let store = sharedStore.value, claimed.withLock({ $0.insert(payload).inserted }) {
                             do throws(ObjectStore.Error) {
-                                try store.insert(source: fd, sourcePath: shown.value.display(rel), digest: digest,
-                                                 size: node.size, scratch: buf, hasher: hashers[worker].value)
+                                if let contents {
+                                    try store.insert(contents: contents, digest: digest)
+                                } else {
+                                    try store.insert(source: fd, sourcePath: shownPath, digest: digest, size: node.size,
+                                                     scratch: UnsafeMutableRawBufferPointer(rebasing: buf[0..<(1 << 20)]),
+                                                     hasher: hasher)
+                                }
                             } catch {
                                 throw .store(error)
                             }

@@ -39,10 +39,28 @@ public final class ObjectStore: @unchecked Sendable {
     private let knownDirs = Locked<Set<UInt8>>([])
     private let tmpfileWorks = Atomic<Bool>(true)
     private let copyFileRangeWorks = Atomic<Bool>(true)
+    private let verityMayWork = Atomic<Bool>(true)
 
-    /// Objects per durability batch, and bytes.
-    static let batchObjects = 256
-    static let batchBytes: UInt64 = 512 << 20
+    /// Objects per durability batch (each staged object holds a file
+    /// descriptor until its batch is committed), and bytes. One `syncfs`
+    /// costs a journal commit, so batches are as large as the descriptor
+    /// limit comfortably allows.
+    let batchObjects: Int
+    static let batchBytes: UInt64 = 2 << 30
+
+    /// Raises the soft descriptor limit to the hard one and returns a batch
+    /// size that leaves room for everything else the process has open.
+    static func chooseBatchSize() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 256 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let available = Int(min(limit.rlim_cur, 1 << 20))   // RLIM_INFINITY is the maximum value
+        return max(16, min(4096, (available - 256) / 4))
+    }
 
     struct Staged {
         var fd: Int32
@@ -59,6 +77,7 @@ public final class ObjectStore: @unchecked Sendable {
         let fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw .store(path: p, operation: "opening", errno: errno) }
         self.fd = fd
+        batchObjects = Self.chooseBatchSize()
         removeAbandonedTemporaries()
     }
 
@@ -136,18 +155,49 @@ public final class ObjectStore: @unchecked Sendable {
             guard fstat(staged.fd, &st) == 0, UInt64(st.st_size) == size, check == digest else {
                 throw .changed(source: sourcePath)
             }
-            staged.fd = try reopenReadOnly(staged.fd)
-            // Best effort: the kernel or filesystem may lack fs-verity.
-            FsVerity.enable(fd: staged.fd)
+            try enableVerity(&staged)
         } catch {
             discard(staged)
             throw error
         }
         staged.name = name
+        try stage(staged, size: size)
+    }
+
+    /// Adds `contents` (already hashed by the caller to `digest`) as an
+    /// object, unless present: the bytes written are the bytes hashed, so
+    /// no verification read is needed.
+    public func insert(contents: UnsafeRawBufferPointer, digest: [UInt8]) throws(Error) {
+        let name = FsVerity.objectPath(digest)
+        if try contains(name) { return }
+        try ensureDirectory(digest[0])
+        var staged = try createTemporary()
+        do throws(Error) {
+            var off = 0
+            while off < contents.count {
+                let n = write(staged.fd, contents.baseAddress! + off, contents.count - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw .store(path: path, operation: "writing to", errno: errno)
+                }
+                off += n
+            }
+            guard fchmod(staged.fd, 0o644) == 0 else { throw .store(path: path, operation: "chmod", errno: errno) }
+            try enableVerity(&staged)
+        } catch {
+            discard(staged)
+            throw error
+        }
+        staged.name = name
+        try stage(staged, size: UInt64(contents.count))
+    }
+
+    /// Queues a complete object for the next durability batch.
+    private func stage(_ staged: Staged, size: UInt64) throws(Error) {
         let full = pending.withLock { p -> Bool in
             p.objects.append(staged)
             p.bytes += size
-            return p.objects.count >= Self.batchObjects || p.bytes >= Self.batchBytes
+            return p.objects.count >= batchObjects || p.bytes >= Self.batchBytes
         }
         if full { try commit() }
     }
@@ -232,6 +282,16 @@ public final class ObjectStore: @unchecked Sendable {
             }
         }
         close(s.fd)
+    }
+
+    /// Best effort: fs-verity on the new object (it needs a read-only
+    /// descriptor and no writer). Once the kernel or filesystem says it has
+    /// no fs-verity, later objects skip the attempt.
+    private func enableVerity(_ staged: inout Staged) throws(Error) {
+        guard verityMayWork.load(ordering: .relaxed) else { return }
+        staged.fd = try reopenReadOnly(staged.fd)
+        let e = FsVerity.enable(fd: staged.fd)
+        if e == ENOTTY || e == EOPNOTSUPP { verityMayWork.store(false, ordering: .relaxed) }
     }
 
     private func reopenReadOnly(_ rw: Int32) throws(Error) -> Int32 {
