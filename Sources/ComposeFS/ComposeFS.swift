@@ -1,3 +1,5 @@
+import Glibc
+
 /// swift-composefs: read and write composefs images.
 ///
 /// - ``DumpParser`` / ``DumpPrinter``: the composefs-dump(5) text format.
@@ -12,4 +14,3 @@ public enum ComposeFS {
     }
 }
 
-import Glibc

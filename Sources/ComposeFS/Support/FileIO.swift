@@ -1,6 +1,6 @@
 import Glibc
 
-/// Whole-file reads and crash-safe writes, with errno-carrying errors.
+/// Complete writes and crash-safe output files, with errno-carrying errors.
 public enum FileIO {
     public struct Error: Swift.Error, CustomStringConvertible, Equatable {
         public var operation: String
@@ -17,36 +17,6 @@ public enum FileIO {
         public var description: String { "\(operation) '\(path)': \(strerror)" }
     }
 
-    /// Reads a whole file; `-` reads standard input.
-    public static func read(path: String) throws(Error) -> [UInt8] {
-        if path == "-" { return try read(fd: 0, path: "<stdin>") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Error("cannot open", path, errno) }
-        defer { close(fd) }
-        return try read(fd: fd, path: path)
-    }
-
-    public static func read(fd: Int32, path: String) throws(Error) -> [UInt8] {
-        var st = stat()
-        var capacity = 1 << 16
-        if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 {
-            capacity = Int(st.st_size) + 1
-        }
-        var out = [UInt8]()
-        out.reserveCapacity(capacity)
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Error("cannot read", path, errno)
-            }
-            if n == 0 { break }
-            out.append(contentsOf: chunk[0..<n])
-        }
-        return out
-    }
-
     /// Writes all bytes to `fd`, retrying short writes.
     public static func write(fd: Int32, _ bytes: [UInt8], path: String) throws(Error) {
         try bytes.withUnsafeBufferPointer { (buf: UnsafeBufferPointer<UInt8>) throws(Error) in
@@ -60,13 +30,6 @@ public enum FileIO {
                 off += n
             }
         }
-    }
-
-    /// Creates `path` with `bytes`, all or nothing (see `AtomicFile`).
-    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(Error) {
-        let file = try AtomicFile(path: path)
-        try file.write(bytes)
-        try file.commit()
     }
 
     /// A file that appears at its path complete or not at all: the data goes
