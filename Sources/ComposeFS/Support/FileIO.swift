@@ -1,3 +1,4 @@
+import CComposeFSShims
 import Glibc
 
 /// Complete writes and crash-safe output files, with errno-carrying errors.
@@ -39,12 +40,24 @@ public enum FileIO {
     /// would give it.
     public final class AtomicFile {
         public let path: String
-        let temp: String
+        /// The named temporary file; nil while the data is in an anonymous
+        /// (`O_TMPFILE`) file, which a killed run cannot leave behind.
+        var temp: String?
         var fd: Int32
 
         public init(path: String) throws(Error) {
             self.path = path
-            (fd, temp) = try FileIO.createTemporary(beside: path)
+            let slash = path.lastIndex(of: "/")
+            let dir = slash.map { path[...$0].isEmpty ? "/" : String(path[...$0]) } ?? "."
+            let anonymous = open(dir, cfs_o_tmpfile() | O_WRONLY | O_CLOEXEC, 0o666)
+            if anonymous >= 0 {
+                fd = anonymous
+                temp = nil
+            } else {
+                let (named, name) = try FileIO.createTemporary(beside: path)
+                fd = named
+                temp = name
+            }
         }
 
         deinit { abort() }
@@ -56,16 +69,29 @@ public enum FileIO {
         public func commit() throws(Error) {
             guard fd >= 0 else { throw Error("cannot write", path, EBADF) }
             guard fsync(fd) == 0 else { throw Error("cannot write", path, errno) }
+            if temp == nil {
+                // Give the anonymous file a name only for the rename.
+                for _ in 0..<100 {
+                    let name = FileIO.temporaryName(beside: path)
+                    if linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0 {
+                        temp = name
+                        break
+                    }
+                    if errno != EEXIST { throw Error("cannot write", path, errno) }
+                }
+                guard temp != nil else { throw Error("cannot write", path, EEXIST) }
+            }
+            let named = temp!
             let rc = close(fd)
             fd = -1
             guard rc == 0 else {
                 let e = errno
-                unlink(temp)
+                unlink(named)
                 throw Error("cannot write", path, e)
             }
-            guard rename(temp, path) == 0 else {
+            guard rename(named, path) == 0 else {
                 let e = errno
-                unlink(temp)
+                unlink(named)
                 throw Error("cannot write", path, e)
             }
         }
@@ -75,20 +101,25 @@ public enum FileIO {
             guard fd >= 0 else { return }
             close(fd)
             fd = -1
-            unlink(temp)
+            if let temp { unlink(temp) }
         }
     }
 
-    /// An exclusive new file `.NAME.XXXXXX` next to `path`.
-    static func createTemporary(beside path: String) throws(Error) -> (Int32, String) {
+    /// `.NAME.XXXXXXXX.tmp` next to `path`.
+    static func temporaryName(beside path: String) -> String {
         let slash = path.lastIndex(of: "/")
         let dir = slash.map { String(path[...$0]) } ?? ""
         let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
         let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+        var suffix = ""
+        for _ in 0..<8 { suffix.append(letters.randomElement()!) }
+        return "\(dir).\(base).\(suffix).tmp"
+    }
+
+    /// An exclusive new file next to `path` (where O_TMPFILE is unavailable).
+    static func createTemporary(beside path: String) throws(Error) -> (Int32, String) {
         for _ in 0..<100 {
-            var suffix = ""
-            for _ in 0..<8 { suffix.append(letters.randomElement()!) }
-            let temp = "\(dir).\(base).\(suffix).tmp"
+            let temp = temporaryName(beside: path)
             let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
             if fd >= 0 { return (fd, temp) }
             if errno != EEXIST { throw Error("cannot create", path, errno) }
