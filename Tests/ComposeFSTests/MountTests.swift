@@ -362,8 +362,17 @@ enum Mounts {
 
     static func isMountPoint(_ path: String) -> Bool { !entries(at: path).isEmpty }
 
+    /// Unmounts, retrying briefly on EBUSY: a process spawned by a test
+    /// running in parallel may hold an inherited descriptor for a moment.
     static func unmount(_ path: String) throws {
-        try #require(umount2(path, 0) == 0, "umount \(path): \(errnoDescription(errno))")
+        var rc = umount2(path, 0)
+        var e = errno
+        for _ in 0..<50 where rc != 0 && e == EBUSY {
+            usleep(20_000)
+            rc = umount2(path, 0)
+            e = errno
+        }
+        try #require(rc == 0, "umount \(path): \(errnoDescription(e))")
     }
 
     /// Loop devices whose backing file is `image`.
@@ -434,7 +443,7 @@ enum TreeComparison {
                 }
                 e.target = Array(buf[0..<max(0, n)])
             } else if type == S_IFREG {
-                let fd = cpath.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY) } }
+                let fd = cpath.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_CLOEXEC) } }
                 try #require(fd >= 0, "open \(String(bytes: full))")
                 defer { close(fd) }
                 e.contentDigest = try FsVerity.digest(fd: fd)
