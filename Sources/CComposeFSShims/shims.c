@@ -11,6 +11,7 @@
 #include <linux/fsverity.h>
 #include <linux/loop.h>
 #include <sys/syscall.h>
+#include <sys/mount.h>
 
 int cfs_measure_verity(int fd, uint8_t *digest, size_t capacity, uint16_t *algorithm) {
     union {
@@ -81,6 +82,12 @@ int cfs_affinity_cpu_count(void) {
 #ifndef AT_EMPTY_PATH
 #define AT_EMPTY_PATH 0x1000
 #endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
 enum { CFS_FSCONFIG_SET_FLAG = 0, CFS_FSCONFIG_SET_STRING = 1, CFS_FSCONFIG_CMD_CREATE = 6 };
 
 struct cfs_mount_attr {
@@ -120,6 +127,23 @@ int cfs_mount_setattr_idmap(int mntfd, int usernsfd) {
     attr.attr_set = MOUNT_ATTR_IDMAP;
     attr.userns_fd = (uint64_t)usernsfd;
     return (int)syscall(SYS_mount_setattr, mntfd, "", AT_EMPTY_PATH, &attr, sizeof(attr));
+}
+
+int cfs_open_tree_clone(const char *path) {
+    return (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+}
+
+int cfs_unshare_mount_namespace(void) {
+    return unshare(CLONE_NEWNS);
+}
+
+int cfs_make_mounts_private(const char *path) {
+    return mount(NULL, path, NULL, MS_REC | MS_PRIVATE, NULL);
+}
+
+int cfs_mount_overlay_legacy(const char *source, const char *target, int readonly, int silent, const char *data) {
+    unsigned long flags = (readonly ? MS_RDONLY : 0) | (silent ? MS_SILENT : 0);
+    return mount(source, target, "overlay", flags, data);
 }
 
 int cfs_loop_get_free(int controlfd) {

@@ -60,11 +60,14 @@ struct MountComposefs: Tool {
             throw Failure(message: "\(error)", usage: error == .noBasedir)
         }
         if fake { return }
+        var environment = Mount.Environment()
+        if verbose { environment.trace = { Terminal.error("mount.composefs: \($0)\n") } }
+        let route: Mount.Route
         do {
-            try Mount.mount(image: image, target: target, options: parsed)
+            route = try Mount.mount(image: image, target: target, options: parsed, environment: environment)
         } catch {
             throw Failure(message: "Failed to mount composefs \(image): \(error)")
         }
-        if verbose { Terminal.error("mount.composefs: mounted \(image) on \(target)\n") }
+        if verbose { Terminal.error("mount.composefs: mounted \(image) on \(target) (\(route))\n") }
     }
 }

@@ -206,6 +206,9 @@ struct TemporaryDirectory {
     let url: URL
     var path: String { url.path }
 
+    /// Where every test's directory starts.
+    static var prefix: String { FileManager.default.temporaryDirectory.appendingPathComponent("composefs-tests-").path }
+
     init() throws {
         url = FileManager.default.temporaryDirectory
             .appendingPathComponent("composefs-tests-\(UUID().uuidString)", isDirectory: true)

@@ -38,6 +38,10 @@ int cfs_fsconfig_create(int fd);
 int cfs_fsmount(int fd, int readonly);
 int cfs_move_mount(int mntfd, const char *target);
 int cfs_mount_setattr_idmap(int mntfd, int usernsfd);
+int cfs_open_tree_clone(const char *path);
+int cfs_unshare_mount_namespace(void);
+int cfs_make_mounts_private(const char *path);
+int cfs_mount_overlay_legacy(const char *source, const char *target, int readonly, int silent, const char *data);
 int cfs_loop_get_free(int controlfd);
 int cfs_loop_configure(int loopfd, int filefd, const char *name);
 

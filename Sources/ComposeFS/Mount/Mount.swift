@@ -1,14 +1,26 @@
 import CComposeFSShims
 import Glibc
 
-/// Mounting a composefs image (FORMAT.md §20.2): the EROFS image read-only
-/// (file-backed, or through an auto-clearing read-only loop device where
-/// the kernel cannot mount a file), then overlayfs with the EROFS mount as
-/// its only lower layer and the object directories as data-only layers,
-/// built with the new mount API and attached at the target with
-/// `move_mount`. The EROFS mount stays detached (the overlay holds it), so
-/// the target ends up with exactly one mount and nothing is left behind:
-/// no temporary directory, and the loop device clears itself at unmount.
+/// Mounting a composefs image (FORMAT.md §20.2): the EROFS image read-only,
+/// then overlayfs with the EROFS mount as its lower layer and the object
+/// directories as data-only layers, attached at the target. Everything is
+/// built as detached mounts and only the finished overlay is attached, so
+/// the target ends up with exactly one mount and nothing is left behind,
+/// also when a step fails.
+///
+/// What the kernel accepts is found by trying, most capable first, and
+/// the way taken is reported as a ``Route``:
+/// - the image: mounted from the file (6.12+), or through an auto-clearing
+///   read-only loop device when EROFS says the file is not a block device;
+/// - the image layer: passed to overlayfs as a detached mount (about
+///   6.15+), or, when overlayfs refuses that, attached in a private mount
+///   namespace that exists only while the overlay is created
+///   (``PrivateMountNamespace``);
+/// - overlay options: `lowerdir+`/`datadir+` through `fsconfig` (6.7+), or
+///   a `mount(2)` option string with data-only layers (`lowerdir=A::B`,
+///   6.5+), or with plain lower layers (`lowerdir=A:B`) before that.
+/// `verity=require` is set whenever verity is asked for; a kernel that
+/// cannot enforce it makes the mount fail, it is never made unverified.
 public enum Mount {
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
         case openImage(path: String, errno: Int32)
@@ -21,8 +33,11 @@ public enum Mount {
         case wrongVerity(path: String, expected: [UInt8], actual: [UInt8])
         case measure(path: String, errno: Int32)
         case kernelLacks(filesystem: String)
+        case verityUnsupported
         case notPermitted
         case system(step: String, errno: Int32)
+        /// A mount step the kernel refused, with what it logged about it.
+        case kernel(step: String, errno: Int32, log: [String])
 
         public var description: String {
             switch self {
@@ -38,28 +53,105 @@ public enum Mount {
                 "Image has wrong fs-verity (\(p): digest \(got.hexString), expected \(want.hexString))"
             case let .measure(p, e): "cannot measure \(p): \(errnoDescription(e))"
             case let .kernelLacks(fs): "the kernel has no \(fs) support (\(errnoDescription(ENODEV)))"
+            case .verityUnsupported:
+                "this kernel's overlayfs cannot enforce fs-verity on the objects (it rejects verity=require, which needs Linux 6.6 or later); not mounting without verification"
             case .notPermitted: "\(errnoDescription(EPERM)) (mounting needs root or CAP_SYS_ADMIN)"
             case let .system(step, e): "\(step): \(errnoDescription(e))"
+            case let .kernel(step, e, log):
+                log.isEmpty ? "\(step): \(errnoDescription(e))"
+                    : "\(step): \(errnoDescription(e)) (\(log.joined(separator: "; ")))"
             }
         }
     }
 
-    /// Hooks for tests: the image measurement (the kernel's
-    /// FS_IOC_MEASURE_VERITY) and forcing the loop-device path.
-    public struct Environment: @unchecked Sendable {
-        public var measure: (Int32) throws(FsVerity.Error) -> FsVerity.Measurement
-        public var forceLoopDevice: Bool
+    /// How a mount was made: the ways the kernel accepted.
+    public struct Route: Equatable, Sendable, CustomStringConvertible {
+        public enum Image: Equatable, Sendable {
+            /// EROFS reads the image file directly.
+            case file
+            /// Through this auto-clearing, read-only loop device.
+            case loopDevice(String)
+        }
 
-        public init(measure: @escaping (Int32) throws(FsVerity.Error) -> FsVerity.Measurement = { fd throws(FsVerity.Error) in try FsVerity.measure(fd: fd) },
-                    forceLoopDevice: Bool = false) {
-            self.measure = measure
-            self.forceLoopDevice = forceLoopDevice
+        public enum ImageLayer: Equatable, Sendable {
+            /// The detached EROFS mount itself is the overlay's lower layer.
+            case detached
+            /// Attached in a short-lived private mount namespace while the
+            /// overlay was created.
+            case privateNamespace
+        }
+
+        public enum OverlayOptions: Equatable, Sendable {
+            /// `lowerdir+` and `datadir+` through `fsconfig`.
+            case fsconfig
+            /// A `mount(2)` option string: `lowerdir=IMAGE::OBJECTS` when
+            /// `dataOnlyLayers`, else `lowerdir=IMAGE:OBJECTS`.
+            case legacy(dataOnlyLayers: Bool)
+        }
+
+        public var image: Image
+        public var imageLayer: ImageLayer
+        public var overlayOptions: OverlayOptions
+        /// Whether overlayfs checks every object's fs-verity digest.
+        public var verity: Bool
+
+        public var description: String {
+            let image = switch image {
+            case .file: "EROFS on the image file"
+            case .loopDevice(let dev): "EROFS on loop device \(dev)"
+            }
+            let layer = switch imageLayer {
+            case .detached: "detached image layer"
+            case .privateNamespace: "image layer attached in a private mount namespace"
+            }
+            let options = switch overlayOptions {
+            case .fsconfig: "overlay options by fsconfig (lowerdir+, datadir+)"
+            case .legacy(true): "overlay options as a mount(2) string with data-only layers (lowerdir=A::B)"
+            case .legacy(false): "overlay options as a mount(2) string with plain lower layers (lowerdir=A:B)"
+            }
+            return "\(image); \(layer); \(options); \(verity ? "verity=require" : "no verity checks")"
         }
     }
 
-    /// Mounts `image` at `target`. On failure nothing is left mounted or created.
+    /// Hooks for tests and diagnostics: the image measurement (the
+    /// kernel's FS_IOC_MEASURE_VERITY), forcing each fallback on a kernel
+    /// that would not need it, and a trace of the decisions taken.
+    public struct Environment: @unchecked Sendable {
+        public var measure: (Int32) throws(FsVerity.Error) -> FsVerity.Measurement
+        /// Use a loop device even where EROFS can read the file.
+        public var forceLoopDevice: Bool
+        /// Attach the image layer in a private namespace without first
+        /// offering the detached mount.
+        public var forcePrivateNamespace: Bool
+        /// Skip `fsconfig` for the overlay options: a mount(2) string.
+        public var forceLegacyOptions: Bool
+        /// In the option string, go straight to plain lower layers.
+        public var forcePlainLowerLayers: Bool
+        /// Receives one line per fallback taken (mount.composefs -v).
+        public var trace: ((String) -> Void)?
+
+        public init(measure: @escaping (Int32) throws(FsVerity.Error) -> FsVerity.Measurement = { fd throws(FsVerity.Error) in try FsVerity.measure(fd: fd) },
+                    forceLoopDevice: Bool = false,
+                    forcePrivateNamespace: Bool = false,
+                    forceLegacyOptions: Bool = false,
+                    forcePlainLowerLayers: Bool = false,
+                    trace: ((String) -> Void)? = nil) {
+            self.measure = measure
+            self.forceLoopDevice = forceLoopDevice
+            self.forcePrivateNamespace = forcePrivateNamespace
+            self.forceLegacyOptions = forceLegacyOptions
+            self.forcePlainLowerLayers = forcePlainLowerLayers
+            self.trace = trace
+        }
+
+        func note(_ line: @autoclosure () -> String) { trace?(line()) }
+    }
+
+    /// Mounts `image` at `target`. On failure nothing is left mounted or
+    /// created. Returns the way the kernel accepted.
+    @discardableResult
     public static func mount(image: String, target: String, options: Options,
-                             environment: Environment = Environment()) throws(Error) {
+                             environment: Environment = Environment()) throws(Error) -> Route {
         // Everything that can be checked is checked before anything is mounted.
         try requireDirectory(target) { .target(path: target, errno: $0) }
         for dir in options.basedirs { try requireDirectory(dir) { .objectDirectory(path: dir, errno: $0) } }
@@ -78,26 +170,36 @@ public enum Mount {
         defer { if usernsFD >= 0 { close(usernsFD) } }
 
         if let expected = options.digest {
-            let measured: FsVerity.Measurement
-            do { measured = try environment.measure(imageFD) } catch {
-                if case let .io(_, e) = error { throw .measure(path: image, errno: e) }
-                throw .measure(path: image, errno: EIO)
-            }
-            switch measured {
-            case .unavailable: throw .noVerity(path: image)
-            case .digest(let d) where d != expected: throw .wrongVerity(path: image, expected: expected, actual: d)
-            case .digest: break
-            }
+            try checkDigest(imageFD: imageFD, image: image, expected: expected, environment: environment)
         }
 
         var header = [UInt8](repeating: 0, count: ComposefsHeader.size)
         let n = header.withUnsafeMutableBytes { pread(imageFD, $0.baseAddress, $0.count, 0) }
         guard n == ComposefsHeader.size, let h = try? ImageReader.header(header) else { throw .notComposefs(path: image) }
 
-        let erofs = try mountEROFS(imageFD: imageFD, imagePath: image, hasACL: h.hasACL,
-                                   usernsFD: usernsFD, forceLoop: environment.forceLoopDevice)
-        defer { close(erofs) }
-        try mountOverlay(lower: erofs, target: target, options: options)
+        let erofs = try ImageMount(imageFD: imageFD, imagePath: image, hasACL: h.hasACL,
+                                   usernsFD: usernsFD, environment: environment)
+        defer { close(erofs.fd) }
+        let overlay = try OverlayBuilder(lower: erofs.fd, target: target, options: options,
+                                         environment: environment).build()
+        defer { close(overlay.fd) }
+        try attach(overlay.fd, at: target, step: "attaching the overlay at \(target)")
+        return Route(image: erofs.route, imageLayer: overlay.imageLayer,
+                     overlayOptions: overlay.options, verity: overlay.verity)
+    }
+
+    static func checkDigest(imageFD: Int32, image: String, expected: [UInt8],
+                            environment: Environment) throws(Error) {
+        let measured: FsVerity.Measurement
+        do { measured = try environment.measure(imageFD) } catch {
+            if case let .io(_, e) = error { throw .measure(path: image, errno: e) }
+            throw .measure(path: image, errno: EIO)
+        }
+        switch measured {
+        case .unavailable: throw .noVerity(path: image)
+        case .digest(let d) where d != expected: throw .wrongVerity(path: image, expected: expected, actual: d)
+        case .digest: break
+        }
     }
 
     static func requireDirectory(_ path: String, _ error: (Int32) -> Error) throws(Error) {
@@ -106,74 +208,11 @@ public enum Mount {
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw error(ENOTDIR) }
     }
 
-    static func fail(_ step: String, _ e: Int32, filesystem: String) -> Error {
-        switch e {
-        case ENODEV: .kernelLacks(filesystem: filesystem)
-        case EPERM: .notPermitted
-        default: .system(step: step, errno: e)
+    /// Attaches a detached mount at `target` (`move_mount`).
+    static func attach(_ mount: Int32, at target: String, step: String) throws(Error) {
+        guard cfs_move_mount(mount, target) == 0 else {
+            let e = errno
+            throw e == EPERM ? .notPermitted : .system(step: step, errno: e)
         }
-    }
-
-    /// A detached, read-only EROFS mount of the image (a mount fd).
-    static func mountEROFS(imageFD: Int32, imagePath: String, hasACL: Bool, usernsFD: Int32,
-                           forceLoop: Bool) throws(Error) -> Int32 {
-        var loop: LoopDevice? = nil
-        if forceLoop { loop = try LoopDevice(backing: imageFD, name: imagePath) }
-        while true {
-            let fs = cfs_fsopen("erofs")
-            guard fs >= 0 else { throw fail("fsopen erofs", errno, filesystem: "erofs") }
-            defer { close(fs) }
-            let source = loop?.path ?? "/proc/self/fd/\(imageFD)"
-            guard cfs_fsconfig_string(fs, "source", source) == 0 else { throw fail("erofs source", errno, filesystem: "erofs") }
-            guard cfs_fsconfig_flag(fs, "ro") == 0 else { throw fail("erofs ro", errno, filesystem: "erofs") }
-            if !hasACL && cfs_fsconfig_flag(fs, "noacl") != 0 { throw fail("erofs noacl", errno, filesystem: "erofs") }
-            if cfs_fsconfig_create(fs) != 0 {
-                let e = errno
-                // Kernels that cannot mount a file: go through a loop device.
-                if e == ENOTBLK && loop == nil {
-                    loop = try LoopDevice(backing: imageFD, name: imagePath)
-                    continue
-                }
-                throw fail("mounting the EROFS image", e, filesystem: "erofs")
-            }
-            let mnt = cfs_fsmount(fs, 1)
-            guard mnt >= 0 else { throw fail("fsmount erofs", errno, filesystem: "erofs") }
-            if usernsFD >= 0 && cfs_mount_setattr_idmap(mnt, usernsFD) != 0 {
-                let e = errno
-                close(mnt)
-                throw .system(step: "idmapping the EROFS mount", errno: e)
-            }
-            return mnt   // the loop device (if any) is held by the mount; autoclear frees it at unmount
-        }
-    }
-
-    static func mountOverlay(lower: Int32, target: String, options: Options) throws(Error) {
-        let fs = cfs_fsopen("overlay")
-        guard fs >= 0 else { throw fail("fsopen overlay", errno, filesystem: "overlay") }
-        defer { close(fs) }
-        func set(_ key: String, _ value: String) throws(Error) {
-            guard cfs_fsconfig_string(fs, key, value) == 0 else {
-                throw fail("overlay option \(key)=\(value)", errno, filesystem: "overlay")
-            }
-        }
-        try set("source", "composefs")
-        try set("metacopy", "on")
-        try set("redirect_dir", "on")
-        if options.requireVerity {
-            try set("verity", "require")
-        } else if options.tryVerity {
-            _ = cfs_fsconfig_string(fs, "verity", "require")
-        }
-        try set("lowerdir+", "/proc/self/fd/\(lower)")
-        for dir in options.basedirs { try set("datadir+", dir) }
-        if let u = options.upperdir, let w = options.workdir {
-            try set("upperdir", u)
-            try set("workdir", w)
-        }
-        guard cfs_fsconfig_create(fs) == 0 else { throw fail("creating the overlay", errno, filesystem: "overlay") }
-        let mnt = cfs_fsmount(fs, options.readOnly ? 1 : 0)
-        guard mnt >= 0 else { throw fail("fsmount overlay", errno, filesystem: "overlay") }
-        defer { close(mnt) }
-        guard cfs_move_mount(mnt, target) == 0 else { throw fail("attaching at \(target)", errno, filesystem: "overlay") }
     }
 }

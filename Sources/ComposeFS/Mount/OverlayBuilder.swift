@@ -1,0 +1,180 @@
+import CComposeFSShims
+import Glibc
+
+extension Mount {
+    /// Builds the overlay over the image layer as a detached mount, in the
+    /// most capable way the kernel accepts (see ``Mount``).
+    struct OverlayBuilder {
+        /// The detached EROFS mount.
+        let lower: Int32
+        let target: String
+        let options: Options
+        let environment: Environment
+
+        struct Built {
+            /// A detached mount of the overlay; the caller attaches and closes it.
+            var fd: Int32
+            var imageLayer: Route.ImageLayer
+            var options: Route.OverlayOptions
+            var verity: Bool
+        }
+
+        /// The image layer as overlayfs sees it: the mount descriptor's
+        /// magic link resolves to the mount itself, attached or not.
+        var lowerPath: String { "/proc/self/fd/\(lower)" }
+
+        func build() throws(Error) -> Built {
+            if environment.forceLegacyOptions { return try buildLegacy() }
+            let context = try FilesystemContext("overlay")
+            // An overlayfs that predates its own option parsing (before
+            // 6.5) takes any key through the generic legacy wrapper and
+            // only checks at creation; it needs a mount(2) option string.
+            if context.trySet("unsupported", "unsupported") == nil {
+                environment.note("overlayfs does not check options given through fsconfig: using a mount(2) option string")
+                return try buildLegacy()
+            }
+            _ = context.messages()
+            if !environment.forcePrivateNamespace {
+                guard let verity = try configure(context) else { return try buildLegacy() }
+                guard let e = context.tryCreate() else {
+                    return Built(fd: try context.mount(readOnly: options.readOnly), imageLayer: .detached,
+                                 options: .fsconfig, verity: verity)
+                }
+                let log = context.messages()
+                guard e == EINVAL else { throw .kernel(step: "creating the overlay", errno: e, log: log) }
+                environment.note("overlayfs refused the detached image layer (\(([errnoDescription(e)] + log).joined(separator: "; "))): attaching it in a private mount namespace")
+            }
+            let builder = self
+            let built = try PrivateMountNamespace.run { () throws(Error) -> Built? in
+                try builder.attachImageLayer()
+                let context = try FilesystemContext("overlay")
+                guard let verity = try builder.configure(context) else { return nil }
+                if let e = context.tryCreate() {
+                    throw context.failure("creating the overlay (image layer in a private mount namespace)", e)
+                }
+                return Built(fd: try context.mount(readOnly: builder.options.readOnly), imageLayer: .privateNamespace,
+                             options: .fsconfig, verity: verity)
+            }
+            if let built { return built }
+            return try buildLegacy()
+        }
+
+        /// In a private mount namespace: the image layer attached over
+        /// the namespace's root directory. Path lookups start at the
+        /// thread's root, beneath that mount, so no path given in the
+        /// options is hidden by it; overlayfs reaches the layer through
+        /// `lowerPath`.
+        func attachImageLayer() throws(Error) {
+            try attach(lower, at: "/", step: "attaching the image layer in a private mount namespace")
+        }
+
+        /// Sets every option through `fsconfig`. Returns whether
+        /// verity=require is set, or nil when the kernel has no
+        /// `lowerdir+`/`datadir+` (before 6.7) and needs an option string.
+        func configure(_ context: FilesystemContext) throws(Error) -> Bool? {
+            try context.set("source", "composefs")
+            try context.set("metacopy", "on")
+            try context.set("redirect_dir", "on")
+            var verity = false
+            if options.requireVerity {
+                if let e = context.trySet("verity", "require") {
+                    if e == EINVAL { throw .verityUnsupported }
+                    throw context.failure("overlay option verity=require", e)
+                }
+                verity = true
+            } else if options.tryVerity {
+                verity = context.trySet("verity", "require") == nil
+            }
+            var layers = [("lowerdir+", lowerPath)] + options.basedirs.map { ("datadir+", $0) }
+            // overlayfs removes backslash escapes from upperdir and workdir
+            // (not from lowerdir+ and datadir+), through fsconfig too.
+            if let upper = options.upperdir, let work = options.workdir {
+                layers += [("upperdir", LegacyOverlayOptions.escape(upper)),
+                           ("workdir", LegacyOverlayOptions.escape(work))]
+            }
+            for (key, value) in layers {
+                if let e = context.trySet(key, value) {
+                    let log = context.messages()
+                    // Unknown keys (lowerdir+, datadir+ before 6.7) and
+                    // other refusals: the option string may still work.
+                    guard e == EINVAL else { throw .kernel(step: "overlay option \(key)=\(value)", errno: e, log: log) }
+                    environment.note("overlayfs refused \(key) through fsconfig (\(([errnoDescription(e)] + log).joined(separator: "; "))): using a mount(2) option string")
+                    return nil
+                }
+            }
+            return verity
+        }
+
+        /// The overlay from a mount(2) option string, mounted at the target
+        /// in a private mount namespace where the image layer is attached,
+        /// then cloned out as a detached mount (`open_tree`).
+        /// Data-only layers (`::`) first, plain lower layers (`:`) when the
+        /// kernel rejects those. `tryverity` is not offered here (a
+        /// rejected option cannot be told apart from other errors).
+        func buildLegacy() throws(Error) -> Built {
+            let forms = environment.forcePlainLowerLayers ? [false] : [true, false]
+            let builder = self
+            let (options, target, environment, lowerPath) = (options, target, environment, lowerPath)
+            return try PrivateMountNamespace.run { () throws(Error) -> Built in
+                try builder.attachImageLayer()
+                var last: Int32 = 0
+                for dataOnly in forms {
+                    let data = LegacyOverlayOptions.string(lower: lowerPath, options: options,
+                                                           dataOnlyLayers: dataOnly, verity: options.requireVerity)
+                    if cfs_mount_overlay_legacy("composefs", target, options.readOnly ? 1 : 0, dataOnly ? 1 : 0, data) == 0 {
+                        let clone = cfs_open_tree_clone(target)
+                        guard clone >= 0 else { throw .system(step: "cloning the overlay mount", errno: errno) }
+                        return Built(fd: clone, imageLayer: .privateNamespace,
+                                     options: .legacy(dataOnlyLayers: dataOnly), verity: options.requireVerity)
+                    }
+                    last = errno
+                    guard last == EINVAL else { break }
+                    if dataOnly {
+                        environment.note("overlayfs rejected data-only lower layers (\(errnoDescription(last))): trying plain lower layers")
+                    }
+                }
+                if last == EPERM { throw .notPermitted }
+                // Whether verity=require is what the kernel rejects: the
+                // same mount without it, made here and dropped at once
+                // (this namespace is nobody else's), tells.
+                if last == EINVAL && options.requireVerity {
+                    for dataOnly in forms {
+                        let data = LegacyOverlayOptions.string(lower: lowerPath, options: options,
+                                                               dataOnlyLayers: dataOnly, verity: false)
+                        if cfs_mount_overlay_legacy("composefs", target, 1, 1, data) == 0 {
+                            umount2(target, Int32(MNT_DETACH))
+                            throw .verityUnsupported
+                        }
+                    }
+                }
+                throw .system(step: "mounting the overlay (mount(2) option string)", errno: last)
+            }
+        }
+    }
+
+    /// The option string of a mount(2) overlay. Paths are escaped with a
+    /// backslash before `\`, `,` (the option separator) and `:` (the
+    /// layer separator), which overlayfs removes again.
+    enum LegacyOverlayOptions {
+        static func string(lower: String, options: Options, dataOnlyLayers: Bool, verity: Bool) -> String {
+            let separator = dataOnlyLayers ? "::" : ":"
+            var s = "metacopy=on,redirect_dir=on,lowerdir=" + escape(lower)
+            for dir in options.basedirs { s += separator + escape(dir) }
+            if let upper = options.upperdir, let work = options.workdir {
+                s += ",upperdir=" + escape(upper) + ",workdir=" + escape(work)
+            }
+            if verity { s += ",verity=require" }
+            return s
+        }
+
+        static func escape(_ path: String) -> String {
+            var out = ""
+            out.unicodeScalars.reserveCapacity(path.unicodeScalars.count)
+            for c in path.unicodeScalars {
+                if c == "\\" || c == "," || c == ":" { out.unicodeScalars.append("\\") }
+                out.unicodeScalars.append(c)
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import CComposeFSShims
+import Glibc
+
+/// Work done in a mount namespace of its own: a new thread unshares its
+/// mount namespace (a copy of the caller's, every mount made private so
+/// nothing propagates back), runs the body and ends. The namespace, and
+/// whatever was attached in it, goes with the thread, also when the
+/// process is killed half way. Mounts the body hands back as descriptors
+/// (from `fsmount` or `open_tree`) outlive it and can be attached in the
+/// caller's namespace.
+///
+/// Kernels before about 6.15 accept a mount as an overlay layer only when
+/// it is attached in the mount namespace of the task creating the overlay;
+/// this is where the EROFS layer gets attached for them, invisible to
+/// everyone else, with no directory to create and nothing to clean up.
+enum PrivateMountNamespace {
+    static func run<T>(_ body: @escaping () throws(Mount.Error) -> T) throws(Mount.Error) -> T {
+        let outcome = Outcome<T>()
+        let thunk = Thunk {
+            do throws(Mount.Error) {
+                guard cfs_unshare_mount_namespace() == 0 else {
+                    throw .kernel(step: "creating a private mount namespace", errno: errno, log: [])
+                }
+                guard cfs_make_mounts_private("/") == 0 else {
+                    throw .kernel(step: "making the mounts of the private mount namespace private", errno: errno, log: [])
+                }
+                outcome.result = .success(try body())
+            } catch {
+                outcome.result = .failure(error)
+            }
+        }
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(thunk).toOpaque()
+        let rc = pthread_create(&thread, nil, { context in
+            Unmanaged<Thunk>.fromOpaque(context!).takeRetainedValue().work()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<Thunk>.fromOpaque(context).release()
+            throw .kernel(step: "starting a thread for a private mount namespace", errno: rc, log: [])
+        }
+        pthread_join(thread, nil)
+        guard let result = outcome.result else {
+            throw .kernel(step: "the private mount namespace's thread", errno: EINTR, log: [])
+        }
+        return try result.get()
+    }
+
+    /// What the thread runs; written before the thread starts and read
+    /// after it is joined.
+    private final class Thunk: @unchecked Sendable {
+        let work: () -> Void
+        init(_ work: @escaping () -> Void) { self.work = work }
+    }
+
+    private final class Outcome<T>: @unchecked Sendable {
+        var result: Result<T, Mount.Error>?
+    }
+}

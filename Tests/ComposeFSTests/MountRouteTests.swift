@@ -1,0 +1,175 @@
+import Foundation
+import Glibc
+import Testing
+@testable import ComposeFS
+
+/// Every way of mounting that older kernels need, forced on this kernel
+/// (which would take the most capable one): each must show the same tree
+/// and leave nothing behind. The kernel test bed (scripts/test-kernels)
+/// checks that each kernel picks the right one by itself.
+@Suite(.serialized) struct MountRouteTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        var name: String
+        var forceLoopDevice = false
+        var forcePrivateNamespace = false
+        var forceLegacyOptions = false
+        var forcePlainLowerLayers = false
+        var expectedLayer: Mount.Route.ImageLayer
+        var expectedOptions: Mount.Route.OverlayOptions
+        var testDescription: String { name }
+
+        var environment: Mount.Environment {
+            Mount.Environment(forceLoopDevice: forceLoopDevice, forcePrivateNamespace: forcePrivateNamespace,
+                              forceLegacyOptions: forceLegacyOptions, forcePlainLowerLayers: forcePlainLowerLayers)
+        }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "detached layer, fsconfig", expectedLayer: .detached, expectedOptions: .fsconfig),
+        Case(name: "private namespace, fsconfig (6.7 to 6.14)", forcePrivateNamespace: true,
+             expectedLayer: .privateNamespace, expectedOptions: .fsconfig),
+        Case(name: "option string, data-only layers (6.5, 6.6)", forceLegacyOptions: true,
+             expectedLayer: .privateNamespace, expectedOptions: .legacy(dataOnlyLayers: true)),
+        Case(name: "option string, plain lower layers, loop device (6.1)", forceLoopDevice: true,
+             forceLegacyOptions: true, forcePlainLowerLayers: true,
+             expectedLayer: .privateNamespace, expectedOptions: .legacy(dataOnlyLayers: false)),
+    ]
+
+    @Test(arguments: cases) func routeShowsTheSourceTree(_ c: Case) throws {
+        guard Mounts.requireMountSupport() else { return }
+        let f = try MountTests.Fixture()
+        try f.buildTree()
+        try f.makeImage()
+        let before = Mounts.table(for: f)
+        var options = Mount.Options()
+        options.basedirs = [f.store]
+        let route = try Mount.mount(image: f.image, target: f.target, options: options, environment: c.environment)
+        #expect(route.imageLayer == c.expectedLayer)
+        #expect(route.overlayOptions == c.expectedOptions)
+        #expect(route.image == .file || c.forceLoopDevice)
+        #expect(!route.verity)
+        #expect(Mounts.entries(at: f.target) == ["overlay"], "exactly one mount, the overlay")
+        #expect(Mounts.table(for: f).count == before.count + 1, "one new mount in this namespace, nothing else")
+        try TreeComparison.expectEqual(source: f.source, mounted: f.target)
+        try Mounts.unmount(f.target)
+        #expect(Mounts.table(for: f) == before, "the mount table as it was")
+        #expect(Mounts.waitForNoLoopDevices(backing: f.image), "no loop device left")
+    }
+
+    /// Paths with the characters the option string escapes: `,` `:` `\`.
+    @Test(arguments: [false, true]) func escapedPathsInTheOptionString(_ legacy: Bool) throws {
+        guard Mounts.requireMountSupport() else { return }
+        let f = try MountTests.Fixture()
+        try f.buildTree()
+        try f.makeImage()
+        let store = f.dir.file("ob,j:e\\cts")
+        let upper = f.dir.file("up,p:er"), work = f.dir.file("wo\\rk,")
+        try sh("mv '\(f.store)' '\(store)' && mkdir '\(upper)' '\(work)'")
+        var options = Mount.Options()
+        options.basedirs = [store]
+        options.upperdir = upper
+        options.workdir = work
+        let route = try Mount.mount(image: f.image, target: f.target, options: options,
+                                    environment: Mount.Environment(forceLegacyOptions: legacy))
+        #expect(route.overlayOptions == (legacy ? .legacy(dataOnlyLayers: true) : .fsconfig))
+        try TreeComparison.expectEqual(source: f.source, mounted: f.target)
+        try sh("printf 'x\\n' > '\(f.target)/written'")
+        try Mounts.unmount(f.target)
+        #expect(try String(contentsOfFile: upper + "/written", encoding: .utf8) == "x\n")
+    }
+
+    @Test func readOnlyAndVerityThroughTheOptionString() throws {
+        guard Mounts.requireMountSupport() else { return }
+        let f = try MountTests.Fixture()
+        try f.buildTree()
+        try f.makeImage()
+        var options = try Mount.Options.parse("basedir=\(f.store),ro,verity")
+        let route = try Mount.mount(image: f.image, target: f.target, options: options,
+                                    environment: Mount.Environment(forceLegacyOptions: true))
+        #expect(route.verity && route.overlayOptions == .legacy(dataOnlyLayers: true))
+        let fd = open(f.target + "/newfile", O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        let e = errno
+        if fd >= 0 { close(fd) }
+        #expect(fd < 0 && e == EROFS)
+        #expect(try Mounts.mountOptions(at: f.target).contains("verity=require"))
+        try Mounts.unmount(f.target)
+        options.readOnly = false
+        options.requireVerity = false
+        options.tryVerity = true
+        let tried = try Mount.mount(image: f.image, target: f.target, options: options,
+                                    environment: Mount.Environment(forceLegacyOptions: true))
+        #expect(!tried.verity, "tryverity is not offered in an option string")
+        try Mounts.unmount(f.target)
+    }
+
+    @Test func fallbacksAreTraced() throws {
+        guard Mounts.requireMountSupport() else { return }
+        let f = try MountTests.Fixture()
+        try f.buildTree()
+        try f.makeImage()
+        let lines = Locked<[String]>([])
+        var environment = Mount.Environment(forceLoopDevice: true, forceLegacyOptions: true)
+        environment.trace = { line in lines.withLock { $0.append(line) } }
+        var options = Mount.Options()
+        options.basedirs = [f.store]
+        let route = try Mount.mount(image: f.image, target: f.target, options: options, environment: environment)
+        try Mounts.unmount(f.target)
+        guard case .loopDevice(let device) = route.image else {
+            Issue.record("expected a loop device, got \(route)")
+            return
+        }
+        #expect(device.hasPrefix("/dev/loop"))
+        #expect(route.description == "EROFS on loop device \(device); image layer attached in a private mount namespace; overlay options as a mount(2) string with data-only layers (lowerdir=A::B); no verity checks")
+        #expect(lines.withLock { $0 }.isEmpty, "nothing fell back by itself on this kernel: \(lines.withLock { $0 })")
+    }
+}
+
+@Suite struct LegacyOverlayOptionTests {
+    @Test func optionString() throws {
+        var o = Mount.Options()
+        o.basedirs = ["/a,b", "/c:d\\e"]
+        #expect(Mount.LegacyOverlayOptions.string(lower: "/proc/self/fd/5", options: o, dataOnlyLayers: true, verity: false)
+                == "metacopy=on,redirect_dir=on,lowerdir=/proc/self/fd/5::/a\\,b::/c\\:d\\\\e")
+        o.upperdir = "/u,1"
+        o.workdir = "/w:2"
+        #expect(Mount.LegacyOverlayOptions.string(lower: "/l", options: o, dataOnlyLayers: false, verity: true)
+                == "metacopy=on,redirect_dir=on,lowerdir=/l:/a\\,b:/c\\:d\\\\e,upperdir=/u\\,1,workdir=/w\\:2,verity=require")
+    }
+}
+
+extension Mounts {
+    /// This namespace's mount table: mount point and filesystem type per
+    /// line, leaving out the mounts of other tests running meanwhile (in
+    /// their own temporary directories).
+    static func table(for fixture: MountTests.Fixture) -> [String] {
+        let info = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let mine = fixture.dir.path
+        return info.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            let point = fields.count > 4 ? String(fields[4]) : ""
+            if point.hasPrefix(TemporaryDirectory.prefix) && !point.hasPrefix(mine) { return nil }
+            let type = fields.firstIndex(of: "-").flatMap { $0 + 1 < fields.count ? fields[$0 + 1] : nil } ?? ""
+            return "\(point) \(type)"
+        }
+    }
+
+    /// The superblock options of the mount at `path`.
+    static func mountOptions(at path: String) throws -> String {
+        let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        let info = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        for line in info.split(separator: "\n").reversed() {
+            let fields = line.split(separator: " ")
+            if fields.count > 4, fields[4] == real, let last = fields.last { return String(last) }
+        }
+        return ""
+    }
+
+    /// Auto-clear frees a loop device shortly after its last user goes.
+    static func waitForNoLoopDevices(backing image: String) -> Bool {
+        for _ in 0..<50 {
+            if loopDevices(backing: image).isEmpty { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+}
