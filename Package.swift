@@ -5,12 +5,9 @@ let package = Package(
     name: "swift-composefs",
     products: [
         .library(name: "ComposeFS", targets: ["ComposeFS"]),
-        .executable(name: "mkcomposefs", targets: ["mkcomposefs"]),
-        .executable(name: "composefs-info", targets: ["composefs-info"]),
-        .executable(name: "mount.composefs", targets: ["mount.composefs"]),
-    ],
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // One multi-call program: mkcomposefs, composefs-info and
+        // mount.composefs are links to it (scripts/build makes them).
+        .executable(name: "composefs", targets: ["composefs"]),
     ],
     targets: [
         // SHA-256 (hardware accelerated) from OpenSSL's libcrypto.
@@ -33,38 +30,18 @@ let package = Package(
             name: "ComposeFS",
             dependencies: ["CCrypto", "CFSVerity", "CComposeFSShims"]
         ),
-        // What the three command lines share (argument parsing, exits).
+        // The command lines: argument parsing, messages, exit status.
         .target(
-            name: "ToolSupport",
-            dependencies: [
-                "ComposeFS",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            name: "ComposeFSTools",
+            dependencies: ["ComposeFS"]
         ),
         .executableTarget(
-            name: "mkcomposefs",
-            dependencies: [
-                "ComposeFS", "ToolSupport",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
-        .executableTarget(
-            name: "composefs-info",
-            dependencies: [
-                "ComposeFS", "ToolSupport",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
-        .executableTarget(
-            name: "mount.composefs",
-            dependencies: [
-                "ComposeFS", "ToolSupport",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            name: "composefs",
+            dependencies: ["ComposeFSTools"]
         ),
         .testTarget(
             name: "ComposeFSTests",
-            dependencies: ["ComposeFS", "CFSVerity", "CComposeFSShims"],
+            dependencies: ["ComposeFS", "ComposeFSTools", "CFSVerity", "CComposeFSShims"],
             resources: [.copy("Fixtures")]
         ),
     ]

@@ -5,9 +5,10 @@ import Testing
 /// The built `mkcomposefs` and `composefs-info` executables, run as a
 /// user would (FORMAT.md §17, §19.1).
 enum Tools {
-    /// The build directory holding both executables: the one the test
-    /// bundle runs from (any scratch path, debug or release), else the
-    /// usual scratch paths of this package.
+    /// The build directory holding the multi-call program `composefs`:
+    /// the one the test bundle runs from (any scratch path, debug or
+    /// release), else the usual scratch paths of this package. The tool
+    /// names are made there as links to it, as scripts/build makes them.
     static let directory: String? = {
         var candidates: [URL] = []
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
@@ -24,10 +25,16 @@ enum Tools {
             }
         }
         let fm = FileManager.default
-        return candidates.first { c in
-            fm.isExecutableFile(atPath: c.appendingPathComponent("mkcomposefs").path)
-                && fm.isExecutableFile(atPath: c.appendingPathComponent("composefs-info").path)
-        }?.path
+        guard let found = candidates.first(where: { fm.isExecutableFile(atPath: $0.appendingPathComponent("composefs").path) })
+        else { return nil }
+        for tool in ["mkcomposefs", "composefs-info", "mount.composefs"] {
+            let link = found.appendingPathComponent(tool).path
+            if (try? fm.destinationOfSymbolicLink(atPath: link)) != "composefs" {
+                try? fm.removeItem(atPath: link)
+                try? fm.createSymbolicLink(atPath: link, withDestinationPath: "composefs")
+            }
+        }
+        return found.path
     }()
 
     struct Result {

@@ -1,0 +1,157 @@
+import ComposeFS
+import Glibc
+
+/// `composefs-info`: what is in composefs images.
+enum ComposefsInfo: Tool {
+    static let name = "composefs-info"
+
+    enum Flag {
+        static let basedir = Arguments.Option.valued("basedir", "PATH")
+        static let filter = Arguments.Option.valued("filter", "NAME")
+    }
+
+    static let options = [Flag.basedir, Flag.filter]
+
+    static let usage = "usage: composefs-info [--basedir=path] [ls|objects|dump|missing-objects|measure-file] IMAGES...\n"
+
+    static let help = """
+        Show the contents of composefs images.
+
+        usage: composefs-info [--basedir=PATH] [--filter=NAME]... COMMAND IMAGES...
+
+        Commands:
+          ls               List the files, with the object or symlink target of each
+          dump             Print the image in composefs-dump(5) format
+          objects          List the objects the image refers to
+          missing-objects  List the objects not in --basedir
+          measure-file     Print the fs-verity digest of each FILE (the kernel's, or computed)
+
+        Options:
+          --basedir=PATH   The object store to check (missing-objects)
+          --filter=NAME    Only this top-level entry (repeatable)
+          -h, --help       Show this help
+
+        """
+
+    static func failure(_ text: String, usage showUsage: Bool = false) -> ToolFailure {
+        ToolFailure(text: "composefs-info: \(text)\n" + (showUsage ? usage : ""))
+    }
+
+    enum Command: String, CaseIterable {
+        case ls, objects, dump
+        case missingObjects = "missing-objects"
+        case measureFile = "measure-file"
+    }
+
+    static func run(_ arguments: Arguments) throws(ToolFailure) {
+        guard let word = arguments.operands.first else { throw failure("No command specified", usage: true) }
+        guard let command = Command(rawValue: word) else { throw failure("Unknown command '\(word)'\n") }
+        let files = Array(arguments.operands.dropFirst())
+        if command == .measureFile {
+            guard !files.isEmpty else { throw failure("No files specified", usage: true) }
+            var out = Output(tool: name)
+            for f in files { try measure(f, into: &out) }
+            out.flush()
+            return
+        }
+        guard !files.isEmpty else { throw failure("No image path specified", usage: true) }
+        var names: Set<[UInt8]>? = nil
+        let filters = arguments.all(Flag.filter)
+        if !filters.isEmpty {
+            var set = Set<[UInt8]>()
+            for f in filters {
+                guard !f.contains("/") else { throw failure("Filter must be a single name: \(f): \(errnoDescription(EINVAL))") }
+                set.insert(Array(f.utf8))
+            }
+            names = set
+        }
+        var basefd: Int32 = -1
+        if command == .missingObjects {
+            guard let basedir = arguments.last(Flag.basedir) else {
+                throw failure("missing-objects needs --basedir=PATH (the object store to check)", usage: true)
+            }
+            basefd = open(basedir, LinuxConstants.O_PATH | O_DIRECTORY | O_CLOEXEC)
+            guard basefd >= 0 else { throw failure("Failed to open '\(basedir)': \(errnoDescription(errno))") }
+        }
+        defer { if basefd >= 0 { close(basefd) } }
+        var out = Output(tool: name)
+        var objects: [[UInt8]] = []
+        for path in files {
+            try list(path, command: command, filter: names, objects: &objects, out: &out)
+        }
+        if command == .objects || command == .missingObjects {
+            objects.sort(by: [UInt8].byteOrderLess)
+            var previous: [UInt8]? = nil
+            for o in objects where o != previous {
+                previous = o
+                if basefd >= 0 && present(o, in: basefd) { continue }
+                out.write(o + [0x0A])
+            }
+        }
+        out.flush()
+    }
+
+    /// One image: `ls` and `dump` lines go out as the walk finds them;
+    /// object names are collected.
+    static func list(_ path: String, command: Command, filter: Set<[UInt8]>?,
+                     objects: inout [[UInt8]], out: inout Output) throws(ToolFailure) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure("Failed to open '\(path)': \(errnoDescription(errno))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw failure("Failed to open '\(path)': \(errnoDescription(errno))") }
+        // Read on demand: memory stays small whatever the image size.
+        let reader = ByteReader(fd: fd, size: Int(st.st_size))
+        var line: [UInt8] = []
+        do {
+            // A first pass checks the whole image, so a damaged one gives
+            // an error and no partial listing.
+            if command == .dump || command == .ls { try ImageReader.walk(reader, filter: filter) { _ in } }
+            try ImageReader.walk(reader, filter: filter) { entry in
+                line.removeAll(keepingCapacity: true)
+                switch command {
+                case .dump:
+                    DumpPrinter.line(entry.node, path: entry.path, hardlinkTarget: entry.hardlinkTarget, into: &line)
+                case .ls:
+                    guard entry.path != [UInt8(ascii: "/")] else { return }
+                    DumpPrinter.listLine(entry.node, path: entry.path, isHardlink: entry.hardlinkTarget != nil, into: &line)
+                default:
+                    if entry.hardlinkTarget == nil, entry.node.fileType == .regular, let p = entry.node.payload {
+                        objects.append(p)
+                    }
+                    return
+                }
+                out.write(line)
+            }
+        } catch {
+            out.flush()
+            throw failure("Failed to load '\(path)': \(error)")
+        }
+    }
+
+    /// Whether the store holds the object (a payload may start with `/`).
+    static func present(_ object: [UInt8], in basefd: Int32) -> Bool {
+        var relative = object
+        if relative.first == UInt8(ascii: "/") { relative.removeFirst() }
+        var st = stat()
+        return (relative + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { fstatat(basefd, $0.baseAddress!, &st, LinuxConstants.AT_EMPTY_PATH) == 0 }
+        }
+    }
+
+    static func measure(_ path: String, into out: inout Output) throws(ToolFailure) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure("Failed to open '\(path)': \(errnoDescription(errno))") }
+        defer { close(fd) }
+        do {
+            let d = try FsVerity.measureOrCompute(fd: fd, path: path)
+            out.write(Array((d.hexString + "\n").utf8))
+        } catch {
+            out.flush()
+            if case let .io(_, e) = error {
+                throw ToolFailure(text: "composefs-info: failed to measure '\(path)': \(errnoDescription(e))")
+            }
+            throw ToolFailure(text: "")
+        }
+    }
+}

@@ -1,0 +1,209 @@
+import ComposeFS
+import Glibc
+
+/// `mkcomposefs`: an image (and object store) from a directory tree or a
+/// composefs-dump(5) file.
+enum MkComposefs: Tool {
+    static let name = "mkcomposefs"
+
+    enum Flag {
+        static let fromFile = Arguments.Option.flag("from-file")
+        static let digestStore = Arguments.Option.valued("digest-store", "PATH")
+        static let printDigest = Arguments.Option.flag("print-digest")
+        static let printDigestOnly = Arguments.Option.flag("print-digest-only")
+        static let useEpoch = Arguments.Option.flag("use-epoch")
+        static let skipDevices = Arguments.Option.flag("skip-devices")
+        static let skipXattrs = Arguments.Option.flag("skip-xattrs")
+        static let userXattrs = Arguments.Option.flag("user-xattrs")
+        static let minVersion = Arguments.Option.valued("min-version", "N")
+        static let maxVersion = Arguments.Option.valued("max-version", "N")
+        static let threads = Arguments.Option.valued("threads", "N")
+    }
+
+    static let options = [Flag.fromFile, Flag.digestStore, Flag.printDigest, Flag.printDigestOnly,
+                          Flag.useEpoch, Flag.skipDevices, Flag.skipXattrs, Flag.userXattrs,
+                          Flag.minVersion, Flag.maxVersion, Flag.threads]
+
+    static let usage = """
+        usage: mkcomposefs [OPTIONS] SOURCE IMAGE
+               mkcomposefs --print-digest-only [OPTIONS] SOURCE
+        See 'mkcomposefs --help' or mkcomposefs(1).
+
+        """
+
+    static var help: String {
+        """
+        Create a composefs image from a directory tree or a composefs-dump(5) file.
+
+        usage: mkcomposefs [OPTIONS] SOURCE IMAGE
+               mkcomposefs --print-digest-only [OPTIONS] SOURCE
+
+        SOURCE is a directory, or with --from-file a composefs-dump(5) file ('-' for
+        standard input). IMAGE is the image file to write ('-' for standard output).
+
+        Options:
+          --digest-store=PATH   Copy file contents into this object store
+          --use-epoch           Make all mtimes zero
+          --skip-devices        Leave out block and character devices
+          --skip-xattrs         Read no extended attributes
+          --user-xattrs         Read only user.* extended attributes
+          --print-digest        Print the image's fs-verity digest
+          --print-digest-only   Print the digest and write no image
+          --from-file           SOURCE is a composefs-dump(5) file
+          --min-version=N       Lowest format version to write (default 0)
+          --max-version=N       Highest format version to write (default 1)
+          --threads=N           Threads for digests and copies (default \(Parallel.availableCPUs))
+          -h, --help            Show this help
+
+        """
+    }
+
+    static func failure(_ message: String, usage showUsage: Bool = false) -> ToolFailure {
+        // Command-line errors print as upstream's do: the bare message, then usage.
+        ToolFailure(text: showUsage ? "\(message)\n" + usage : "mkcomposefs: \(message)\n")
+    }
+
+    /// C `strtol` base 10 on the whole value.
+    static func parseVersion(_ text: String?, _ what: String) throws(ToolFailure) -> UInt32? {
+        guard let text else { return nil }
+        let bytes = Array(text.utf8)
+        var i = 0
+        while i < bytes.count, bytes[i] == 0x20 || (0x09...0x0D).contains(bytes[i]) { i += 1 }
+        var negative = false
+        if i < bytes.count, bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+") {
+            negative = bytes[i] == UInt8(ascii: "-")
+            i += 1
+        }
+        guard i < bytes.count, bytes[i...].allSatisfy({ (0x30...0x39).contains($0) }) else {
+            throw failure("Invalid \(what) version \(text)")
+        }
+        // Anything out of range is refused by the writer with EINVAL.
+        guard !negative, let v = UInt32(String(decoding: bytes[i...], as: UTF8.self)) else { return UInt32.max }
+        return v
+    }
+
+    /// Reads and parses the dump in 64 KiB pieces.
+    static func parseDump(_ source: String) throws(ToolFailure) -> Node {
+        let name = source == "-" ? "<stdin>" : source
+        let fd = source == "-" ? 0 : open(source, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure("cannot open '\(source)': \(errnoDescription(errno))") }
+        defer { if fd != 0 { close(fd) } }
+        var parser = DumpParser.Incremental(strict: getenv("CFS_PARSE_STRICT") != nil)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw failure("cannot read '\(name)': \(errnoDescription(errno))")
+            }
+            if n == 0 { break }
+            do {
+                try parser.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            } catch {
+                throw failure("\(name): \(error)")
+            }
+        }
+        do {
+            return try parser.finish()
+        } catch {
+            throw failure("\(name): \(error)")
+        }
+    }
+
+    static func run(_ arguments: Arguments) throws(ToolFailure) {
+        let printDigestOnly = arguments.has(Flag.printDigestOnly)
+        let printDigest = printDigestOnly || arguments.has(Flag.printDigest)
+        var minV = try parseVersion(arguments.last(Flag.minVersion), "min")
+        var maxV = try parseVersion(arguments.last(Flag.maxVersion), "max")
+        if minV == nil && maxV == nil {
+            minV = 0
+            maxV = 1
+        }
+        var threadCount = Parallel.availableCPUs
+        if let threads = arguments.last(Flag.threads) {
+            guard let n = Int(threads), n > 0 else { throw failure("Invalid threads count \(threads)") }
+            threadCount = n
+        }
+        let paths = arguments.operands
+        guard let source = paths.first else { throw failure("No source path specified", usage: true) }
+        guard !source.isEmpty else { throw failure("Empty source path specified") }
+        var image: String? = nil
+        if printDigestOnly {
+            guard paths.count == 1 else {
+                throw failure("Cannot specify destination path with --print-digest-only", usage: true)
+            }
+        } else {
+            guard paths.count >= 2 else { throw failure("No destination path specified", usage: true) }
+            guard paths.count == 2 else { throw failure("Too many arguments", usage: true) }
+            image = paths[1]
+        }
+        if image == "-" && isatty(1) != 0 {
+            throw failure("stdout is a tty.  Refusing to use it")
+        }
+
+        let root: Node
+        if arguments.has(Flag.fromFile) {
+            root = try parseDump(source)
+        } else {
+            var options = DirectoryScanner.Options()
+            options.useEpoch = arguments.has(Flag.useEpoch)
+            options.skipDevices = arguments.has(Flag.skipDevices)
+            options.skipXattrs = arguments.has(Flag.skipXattrs)
+            options.userXattrsOnly = arguments.has(Flag.userXattrs)
+            options.threads = threadCount
+            options.digestStore = arguments.last(Flag.digestStore)
+            let progress = Terminal.isTerminal(2) ? ProgressLine() : nil
+            if let progress {
+                options.progress = { @Sendable (files: Int, bytes: UInt64) in progress.update(files: files, bytes: bytes) }
+            }
+            defer { progress?.finish() }
+            do {
+                root = try DirectoryScanner.scan(source, options: options)
+            } catch {
+                throw failure("\(error)")
+            }
+        }
+        try write(root, to: image, printDigest: printDigest,
+                  versions: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0))
+    }
+
+    /// Streams the image to its file (or standard output, or nowhere),
+    /// hashing it on the way when the digest is asked for.
+    static func write(_ root: Node, to image: String?, printDigest: Bool,
+                      versions: ImageWriter.Options) throws(ToolFailure) {
+        let prepared: ImageWriter.PreparedImage
+        do {
+            prepared = try ImageWriter.prepare(root, options: versions)
+        } catch {
+            throw failure("cannot write file: \(error)")
+        }
+        let hasher = printDigest ? FsVerity.Hasher() : nil
+        do throws(FileIO.Error) {
+            if image == "-" {
+                try prepared.serialize { (chunk: [UInt8]) throws(FileIO.Error) in
+                    hasher?.update(chunk)
+                    try FileIO.write(fd: 1, chunk, path: "<stdout>")
+                }
+            } else if let image {
+                let file = try FileIO.AtomicFile(path: image)
+                try prepared.serialize { (chunk: [UInt8]) throws(FileIO.Error) in
+                    hasher?.update(chunk)
+                    try file.write(chunk)
+                }
+                try file.commit()
+            } else {
+                prepared.serialize { hasher?.update($0) }
+            }
+        } catch {
+            throw failure("cannot write file: \(error)")
+        }
+        if let hasher {
+            do {
+                try FileIO.write(fd: 1, Array((hasher.finalize().hexString + "\n").utf8), path: "<stdout>")
+            } catch {
+                throw failure("\(error)")
+            }
+        }
+    }
+}

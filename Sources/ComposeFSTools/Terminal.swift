@@ -1,0 +1,42 @@
+import ComposeFS
+import Glibc
+
+/// Standard output and error for the tools, without the C `stdout` and
+/// `stderr` globals (not concurrency-safe in Swift 6).
+enum Terminal {
+    static func error(_ text: String) { writeAll(2, Array(text.utf8)) }
+
+    static func output(_ text: String) { writeAll(1, Array(text.utf8)) }
+
+    static func exit(_ code: Int32) -> Never { Glibc.exit(code) }
+
+    static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) != 0 }
+
+    /// Best effort: a message that cannot be written is dropped.
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+        _ = try? FileIO.write(fd: fd, bytes, path: fd == 1 ? "<stdout>" : "<stderr>")
+    }
+}
+
+/// Buffered standard output; a closed pipe ends the program quietly.
+struct Output {
+    var buffer: [UInt8] = []
+    let tool: String
+
+    init(tool: String) { self.tool = tool }
+
+    mutating func write(_ bytes: [UInt8]) {
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    mutating func flush() {
+        do {
+            try FileIO.write(fd: 1, buffer, path: "<stdout>")
+        } catch {
+            if error.errno != EPIPE { Terminal.error("\(tool): \(error.description)\n") }
+            Terminal.exit(1)
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}

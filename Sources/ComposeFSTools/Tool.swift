@@ -1,0 +1,88 @@
+import Glibc
+
+/// One command-line tool of the multi-call program: its options, the
+/// usage text printed after a command-line error, the `--help` text, and
+/// the work. Options, messages and exit status are upstream's.
+protocol Tool {
+    static var name: String { get }
+    static var options: [Arguments.Option] { get }
+    /// Printed on standard error after a command-line error.
+    static var usage: String { get }
+    /// Printed on standard output for `--help` / `-h`.
+    static var help: String { get }
+    static func run(_ arguments: Arguments) throws(ToolFailure)
+}
+
+/// Ends a tool with exit status 1 and exactly this text on standard error.
+struct ToolFailure: Error {
+    var text: String
+}
+
+extension Tool {
+    /// Parses, runs, maps failures to messages; returns the exit status.
+    static func main(_ arguments: [String]) -> Int32 {
+        if wantsHelp(arguments) {
+            Terminal.output(help)
+            return 0
+        }
+        let parsed: Arguments
+        do {
+            parsed = try Arguments(arguments, options: options)
+        } catch {
+            Terminal.error("\(name): \(error)\n\(usage)")
+            return 1
+        }
+        do {
+            try run(parsed)
+        } catch {
+            Terminal.error(error.text)
+            return 1
+        }
+        return 0
+    }
+
+    /// `--help` or `-h` anywhere before `--`.
+    static func wantsHelp(_ arguments: [String]) -> Bool {
+        for a in arguments {
+            if a == "--" { return false }
+            if a == "--help" || a == "-h" { return true }
+        }
+        return false
+    }
+}
+
+/// The multi-call program: the tool is the name it was called by
+/// (`mkcomposefs`, `composefs-info`, `mount.composefs`, installed as links
+/// to one file), or else its first argument (`composefs mkcomposefs ...`).
+public enum MultiCall {
+    static let names = [MkComposefs.name, ComposefsInfo.name, MountComposefs.name]
+
+    /// Runs the tool called `name`; nil when there is no such tool.
+    static func run(_ name: String, _ arguments: [String]) -> Int32? {
+        switch name {
+        case MkComposefs.name: MkComposefs.main(arguments)
+        case ComposefsInfo.name: ComposefsInfo.main(arguments)
+        case MountComposefs.name: MountComposefs.main(arguments)
+        default: nil
+        }
+    }
+
+    public static func main() -> Never {
+        let argv = CommandLine.arguments
+        let called = argv.first.map { base($0) } ?? ""
+        if let status = run(called, Array(argv.dropFirst())) { Terminal.exit(status) }
+        if argv.count >= 2, let status = run(argv[1], Array(argv.dropFirst(2))) { Terminal.exit(status) }
+        let text = "usage: \(called.isEmpty ? "composefs" : called) TOOL [ARGUMENTS]...\n"
+            + "TOOL is one of \(names.joined(separator: ", ")); or call this program by one of those names.\n"
+        if argv.count == 2 && (argv[1] == "--help" || argv[1] == "-h") {
+            Terminal.output(text)
+            Terminal.exit(0)
+        }
+        Terminal.error(argv.count >= 2 ? "\(called): unknown tool '\(argv[1])'\n" + text : text)
+        Terminal.exit(1)
+    }
+
+    static func base(_ path: String) -> String {
+        String(path.split(separator: "/", omittingEmptySubsequences: false).last ?? "")
+    }
+}

@@ -1,0 +1,3 @@
+import ComposeFSTools
+
+MultiCall.main()
