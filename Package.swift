@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "CComposeFSShims"),
         .target(
             name: "ComposeFS",
-            dependencies: ["CCrypto", "CFSVerity", "CComposeFSShims"]
+            dependencies: ["CCrypto", "CComposeFSShims"]
         ),
         // The command lines: argument parsing, messages, exit status.
         .target(
