@@ -205,5 +205,8 @@ enum MkComposefs: Tool {
                 throw failure("\(error)")
             }
         }
+        // Done: exit here, with the tree and layout still referenced.
+        // Freeing them node by node would cost more than building them.
+        Terminal.exit(0)
     }
 }

@@ -170,64 +170,56 @@ public enum DumpParser {
 
         init(strict: Bool) { self.strict = strict }
 
+        /// One line, without its newline (§14.4, §14.5). The fields are
+        /// byte ranges of the line; each is decoded only when needed, and
+        /// the checks run in the reference's order.
         mutating func parseLine(_ text: UnsafeBufferPointer<UInt8>) throws(Reason) {
-            if let nul = text.firstIndex(of: 0) { throw .embeddedNUL(position: nul) }
-            guard !text.isEmpty else { throw .emptyPath }
-            // The 11 fixed fields (missing trailing ones read as empty, as
-            // in the reference), then the xattr text.
-            var fields: [Slice<UnsafeBufferPointer<UInt8>>] = []
-            fields.reserveCapacity(11)
-            var pos = 0
-            var xattrText: Slice<UnsafeBufferPointer<UInt8>>? = nil
-            while fields.count < 11 {
-                guard pos <= text.count else {
-                    fields.append(text[text.count...])
-                    continue
-                }
-                var e = pos
-                while e < text.count && text[e] != 0x20 { e += 1 }
-                fields.append(text[pos..<e])
-                pos = e + 1
+            guard let base = text.baseAddress, !text.isEmpty else { throw .emptyPath }
+            if let nul = memchr(base, 0, text.count) {
+                throw .embeddedNUL(position: base.distance(to: nul.assumingMemoryBound(to: UInt8.self)))
             }
-            if pos <= text.count { xattrText = text[pos...] }
+            let line = Line(base: base, count: text.count)
 
-            let path = try unescape(fields[0]).cutAtNUL()
+            let path = try line.decoded(0).cutAtNUL()
             guard !path.isEmpty else { throw .emptyPath }
 
-            var modeField = fields[2]
+            var modeField = line.field(2)
             let isHardlink = modeField.first == UInt8(ascii: "@")
             if isHardlink { modeField = modeField.dropFirst() }
             let mode = UInt32(truncatingIfNeeded: try integer(modeField, base: 8))
-            guard FileType(mode: mode) != nil else { throw .invalidMode(mode) }
+            guard let type = FileType(mode: mode) else { throw .invalidMode(mode) }
 
             let node = try insert(path: path, mode: mode)
 
             if isHardlink {
                 guard !node.isDirectory else { throw .directoryHardlink }
-                hardlinks.append((node, try optional(fields[8])?.cutAtNUL(), line))
+                hardlinks.append((node, try line.optional(8)?.cutAtNUL(), self.line))
                 return
             }
 
-            let size = try integer(fields[1])
-            let nlink = try integer(fields[3])
-            let uid = try integer(fields[4])
+            let size = try integer(line.field(1))
+            let nlink = try integer(line.field(3))
+            let uid = try integer(line.field(4))
             // The reference checks GID and RDEV only when UID is 0 (§14.5 step 6).
-            let gid = uid == 0 ? try integer(fields[5]) : (try? integer(fields[5])) ?? 0
-            let rdev = uid == 0 ? try integer(fields[6]) : (try? integer(fields[6])) ?? 0
-            let mtimeField = fields[7]
+            let gid = uid == 0 ? try integer(line.field(5)) : (try? integer(line.field(5))) ?? 0
+            let rdev = uid == 0 ? try integer(line.field(6)) : (try? integer(line.field(6))) ?? 0
+            let mtimeField = line.field(7)
             let dot = mtimeField.firstIndex(of: UInt8(ascii: "."))
             let seconds = try integer(mtimeField[mtimeField.startIndex..<(dot ?? mtimeField.endIndex)])
             let nanos = try integer(dot.map { mtimeField[($0 + 1)...] } ?? mtimeField[mtimeField.endIndex...])
 
-            let payload = try optional(fields[8])?.cutAtNUL()
-            let content = try optional(fields[9])
-            // An empty digest field (a short line) means no digest.
-            let digestText = try optional(fields[10])?.cutAtNUL().nilIfEmpty
+            let payload = try line.optional(8)?.cutAtNUL()
+            let content = try line.optional(9)
+            // The digest text: unescaped here (an escape error shows now),
+            // checked below. Plain text stays a range of the line.
+            let digestField = line.field(10)
+            var digestText: [UInt8]? = nil
+            let digestIsPlain = line.find(UInt8(ascii: "\\"), from: digestField.startIndex, end: digestField.endIndex) == nil
+            if !digestIsPlain { digestText = try line.optional(10)?.cutAtNUL() }
             if let content, UInt64(content.count) != size {
                 throw .contentSizeMismatch(content: content.count, size: size)
             }
 
-            let type = FileType(mode: mode)!
             if type != .symlink { node.size = size }
             node.nlink = UInt32(truncatingIfNeeded: nlink)
             node.uid = UInt32(truncatingIfNeeded: uid)
@@ -258,24 +250,28 @@ public enum DumpParser {
                 node.content = content?.isEmpty == false ? content : nil
             }
 
-            if let digestText {
+            // An empty digest field (a short line) or `-` means no digest.
+            if digestIsPlain {
+                if !digestField.isEmpty && !(digestField.count == 1 && digestField.first == UInt8(ascii: "-")) {
+                    guard let digest = Self.hexDigest(digestField) else { throw .invalidDigest(Array(digestField)) }
+                    node.digest = digest
+                }
+            } else if let digestText, !digestText.isEmpty {
                 guard digestText.count == 64, let digest = [UInt8](hexDigits: digestText) else {
                     throw .invalidDigest(digestText)
                 }
                 node.digest = digest
             }
 
-            guard let xattrText, !xattrText.isEmpty else { return }
+            guard let xattrText = line.rest, !xattrText.isEmpty else { return }
             guard xattrText.count <= DumpParser.maxXattrText else { throw .tooManyXattrs }
             var x = xattrText.startIndex
             let end = xattrText.endIndex
             while x < end {
-                var e = x
-                while e < end && text[e] != 0x20 { e += 1 }
-                let piece = text[x..<e]
-                guard let eq = piece.firstIndex(of: UInt8(ascii: "=")) else { throw .missingEqual }
-                let key = try unescape(text[x..<eq]).cutAtNUL()
-                let value = try unescape(text[(eq + 1)..<e])
+                let e = line.nextSpace(from: x, end: end)
+                guard let eq = line.find(UInt8(ascii: "="), from: x, end: e) else { throw .missingEqual }
+                let key = try line.decoded(x..<eq).cutAtNUL()
+                let value = try line.decoded((eq + 1)..<e)
                 do {
                     try node.setXattr(key, value)
                 } catch {
@@ -285,10 +281,30 @@ public enum DumpParser {
             }
         }
 
+        /// 64 hex digits as 32 bytes; nil for anything else.
+        static func hexDigest(_ text: Slice<UnsafeBufferPointer<UInt8>>) -> [UInt8]? {
+            guard text.count == 64 else { return nil }
+            var valid = true
+            let digest = [UInt8](unsafeUninitializedCapacity: 32) { out, n in
+                var i = text.startIndex
+                for k in 0..<32 {
+                    guard let h = hexValue(text[i]), let l = hexValue(text[i + 1]) else {
+                        valid = false
+                        break
+                    }
+                    out[k] = h << 4 | l
+                    i += 2
+                }
+                n = valid ? 32 : 0
+            }
+            return valid ? digest : nil
+        }
+
         /// Creates the node for `path` under its (existing) parent (§14.5 step 4).
         mutating func insert(path: [UInt8], mode: UInt32) throws(Reason) -> Node {
             let isDir = mode & FileType.mask == FileType.directory.rawValue
-            if path == [UInt8(ascii: "/")] {
+            let slash = UInt8(ascii: "/")
+            if path.count == 1 && path[0] == slash {
                 guard isDir else { throw .rootNotDirectory }
                 guard root == nil else { throw .multipleRoots }
                 let r = Node(mode: mode)
@@ -296,54 +312,112 @@ public enum DumpParser {
                 return r
             }
             guard let root else { throw .rootMissing }
-            let slash = UInt8(ascii: "/")
-            var start = 0
-            while start < path.count && path[start] == slash { start += 1 }
-            let lastSlash = path.lastIndex(of: slash)
-            let nameStart = lastSlash.map { $0 + 1 } ?? 0
-            let name = Array(path[nameStart...])
-            var parent = root
-            let dirPart = lastSlash.map { path[start..<max(start, $0)] } ?? path[start..<start]
-            if let lp = lastParent, lp.isDirectory, dirPart.elementsEqual(lastParentPath) {
-                parent = lp
-            } else {
-                for component in dirPart.split(separator: slash, omittingEmptySubsequences: true) {
-                    guard let next = parent.child(named: Array(component)) else { throw .parentMissing(path) }
-                    parent = next
+            return try path.withUnsafeBufferPointer { (p: UnsafeBufferPointer<UInt8>) throws(Reason) -> Node in
+                var start = 0
+                while start < p.count && p[start] == slash { start += 1 }
+                var lastSlash = p.count - 1
+                while lastSlash >= 0 && p[lastSlash] != slash { lastSlash -= 1 }
+                let nameStart = lastSlash + 1
+                let dirEnd = max(start, lastSlash)
+                let dirCount = lastSlash >= 0 ? dirEnd - start : 0
+                var parent = root
+                if let lp = lastParent, lp.isDirectory, dirCount == lastParentPath.count,
+                   dirCount == 0 || lastParentPath.withUnsafeBufferPointer({ memcmp($0.baseAddress!, p.baseAddress! + start, dirCount) == 0 }) {
+                    parent = lp
+                } else {
+                    var c = start
+                    let stop = start + dirCount
+                    while c < stop {
+                        var e = c
+                        while e < stop && p[e] != slash { e += 1 }
+                        if e > c {
+                            guard let next = parent.child(named: Array(UnsafeBufferPointer(rebasing: p[c..<e]))) else {
+                                throw .parentMissing(path)
+                            }
+                            parent = next
+                        }
+                        c = e + 1
+                    }
+                    guard parent.isDirectory else { throw .parentNotDirectory(path) }
+                    lastParent = parent
+                    lastParentPath = Array(UnsafeBufferPointer(rebasing: p[start..<stop]))
                 }
-                guard parent.isDirectory else { throw .parentNotDirectory(path) }
-                lastParent = parent
-                lastParentPath = Array(dirPart)
+                let nameCount = p.count - nameStart
+                let dot = UInt8(ascii: ".")
+                if (nameCount == 1 && p[nameStart] == dot) || (nameCount == 2 && p[nameStart] == dot && p[nameStart + 1] == dot) {
+                    throw .dotName(path)
+                }
+                let node = Node(name: Array(UnsafeBufferPointer(rebasing: p[nameStart...])), mode: mode)
+                do throws(Node.Error) {
+                    try parent.addChild(node)
+                } catch {
+                    throw .cannotAddChild(path, error)
+                }
+                return node
             }
-            if name == [UInt8(ascii: ".")] || name == [UInt8(ascii: "."), UInt8(ascii: ".")] {
-                throw .dotName(path)
-            }
-            let node = Node(name: name, mode: mode)
-            do {
-                try parent.addChild(node)
-            } catch {
-                throw .cannotAddChild(path, error)
-            }
-            return node
-        }
-
-        func unescape(_ field: Slice<UnsafeBufferPointer<UInt8>>) throws(Reason) -> [UInt8] {
-            do {
-                return try DumpEscaping.unescape(ArraySlice(field))
-            } catch {
-                throw .escape(error)
-            }
-        }
-
-        /// `-` means absent.
-        func optional(_ field: Slice<UnsafeBufferPointer<UInt8>>) throws(Reason) -> [UInt8]? {
-            if field.count == 1 && field.first == UInt8(ascii: "-") { return nil }
-            return try unescape(field)
         }
 
         func integer(_ field: Slice<UnsafeBufferPointer<UInt8>>, base: UInt64 = 10) throws(Reason) -> UInt64 {
             guard let v = DumpParser.strtoull(field, base: base) else { throw .invalidInteger(Array(field)) }
             return v
+        }
+    }
+
+    /// One line's fields as byte ranges: the 11 fixed fields (missing
+    /// trailing ones read as empty, as in the reference) split on single
+    /// spaces, then the xattr text.
+    struct Line {
+        let text: UnsafeBufferPointer<UInt8>
+        var bounds = InlineArray<22, Int>(repeating: 0)
+        /// The text after the 11th field's space; nil when there is none.
+        var rest: Slice<UnsafeBufferPointer<UInt8>>?
+
+        init(base: UnsafePointer<UInt8>, count: Int) {
+            text = UnsafeBufferPointer(start: base, count: count)
+            var pos = 0
+            for f in 0..<11 {
+                if pos > count {
+                    bounds[2 * f] = count
+                    bounds[2 * f + 1] = count
+                    continue
+                }
+                let e = nextSpace(from: pos, end: count)
+                bounds[2 * f] = pos
+                bounds[2 * f + 1] = e
+                pos = e + 1
+            }
+            rest = pos <= count ? text[pos...] : nil
+        }
+
+        func field(_ f: Int) -> Slice<UnsafeBufferPointer<UInt8>> { text[bounds[2 * f]..<bounds[2 * f + 1]] }
+
+        func nextSpace(from i: Int, end: Int) -> Int { find(0x20, from: i, end: end) ?? end }
+
+        func find(_ byte: UInt8, from i: Int, end: Int) -> Int? {
+            guard i < end, let p = memchr(text.baseAddress! + i, Int32(byte), end - i) else { return nil }
+            return text.baseAddress!.distance(to: p.assumingMemoryBound(to: UInt8.self))
+        }
+
+        /// A field unescaped (§14.2); the bytes as they are when there is
+        /// no backslash.
+        func decoded(_ range: Range<Int>) throws(Reason) -> [UInt8] {
+            if find(UInt8(ascii: "\\"), from: range.lowerBound, end: range.upperBound) == nil {
+                return Array(UnsafeBufferPointer(rebasing: text[range]))
+            }
+            do {
+                return try DumpEscaping.unescape(ArraySlice(text[range]))
+            } catch {
+                throw .escape(error)
+            }
+        }
+
+        func decoded(_ f: Int) throws(Reason) -> [UInt8] { try decoded(bounds[2 * f]..<bounds[2 * f + 1]) }
+
+        /// `-` means absent.
+        func optional(_ f: Int) throws(Reason) -> [UInt8]? {
+            let field = field(f)
+            if field.count == 1 && field.first == UInt8(ascii: "-") { return nil }
+            return try decoded(f)
         }
     }
 

@@ -45,6 +45,8 @@ struct ImageLayout {
         var xattrSize = 0
         /// How many of the (sorted) xattrs are stored as shared references.
         var sharedCount = 0
+        /// Where this item's xattrs start in `xattrGroups`.
+        var xattrStart = 0
         var filter: UInt32 = 0xFFFF_FFFF
         var ipad = 0
         var nid = 0
@@ -59,8 +61,11 @@ struct ImageLayout {
     var version: UInt32 = 0
     var hasACL = false
     var minMtime = Timespec.zero
-    var sharedTable: [(xattr: Xattr, offset: Int)] = []
-    var sharedOffsets: [Xattr: Int] = [:]
+    /// Distinct xattrs (§7): each item's xattrs, in order, by group.
+    var groups: [XattrGroup] = []
+    var xattrGroups: [Int32] = []
+    /// The shared table: groups in table order.
+    var sharedTable: [Int] = []
     var sharedSize = 0
     var inodesEnd = 0
     var dataStart = 0
@@ -121,7 +126,6 @@ struct ImageLayout {
 
     /// Breadth-first walk: one item per inode, with its prepared metadata.
     private mutating func collect(root: Node) throws(ImageWriter.Error) {
-        var index: [ObjectIdentifier: Int] = [:]
         var whiteoutParents: [Int] = []
         var total = 1
         var walk = [root]
@@ -132,9 +136,7 @@ struct ImageLayout {
             }
         }
         items.reserveCapacity(total + 256)
-        index.reserveCapacity(total)
         items.append(try Self.prepare(root, parent: 0))
-        index[ObjectIdentifier(root)] = 0
         var cursor = 0
         // Pending hardlink entries: (directory item, entry index, node).
         var links: [(Int, Int, Node)] = []
@@ -147,60 +149,54 @@ struct ImageLayout {
                 if Self.isWhiteout(node) { whiteoutParents.append(items[i].parent) }
                 continue
             }
-            // Entries: children, `.`, `..`, and for the root the whiteouts 00..ff.
-            var names: [(name: [UInt8], node: Node?, special: Int)] = node.children.map { ($0.name, $0, 0) }
-            func insert(_ name: [UInt8], _ special: Int) {
-                var lo = 0, hi = names.count
-                while lo < hi {
-                    let mid = (lo + hi) / 2
-                    if compareBytes(names[mid].name, name) < 0 { lo = mid + 1 } else { hi = mid }
-                }
-                if lo < names.count && names[lo].name == name { return }
-                names.insert((name, nil, special), at: lo)
-            }
-            insert([UInt8(ascii: ".")], 1)
-            insert([UInt8(ascii: "."), UInt8(ascii: ".")], 2)
-            if i == 0 {
-                let hex = Array("0123456789abcdef".utf8)
-                for b in 0..<256 { insert([hex[b >> 4], hex[b & 15]], 3) }
-            }
+            // Entries: the children merged with `.`, `..` and, for the
+            // root, the whiteouts 00..ff (a child of the same name wins).
+            let specials = i == 0 ? Self.rootSpecialNames : Self.specialNames
             var entries: [Entry] = []
-            entries.reserveCapacity(names.count)
-            for (name, child, special) in names {
-                switch special {
-                case 1: entries.append(Entry(name: name, target: i))
-                case 2: entries.append(Entry(name: name, target: items[i].parent))
-                case 3:
-                    entries.append(Entry(name: name, target: items.count))
-                    items.append(Self.rootWhiteout(root: items[0]))
-                default:
-                    let child = child!
-                    if child.isHardlink {
-                        links.append((i, entries.count, child))
-                        entries.append(Entry(name: name, target: -1))
-                    } else {
-                        index[ObjectIdentifier(child)] = items.count
-                        entries.append(Entry(name: name, target: items.count))
-                        items.append(try Self.prepare(child, parent: i))
-                    }
+            entries.reserveCapacity(node.children.count + specials.count)
+            var subdirectories: UInt32 = 0
+            var s = 0
+            for child in node.children {
+                while s < specials.count {
+                    let c = compareBytes(specials[s], child.name)
+                    if c > 0 { break }
+                    if c < 0 { try appendSpecial(s, of: i, into: &entries) }
+                    s += 1
                 }
+                if child.isDirectory { subdirectories += 1 }
+                if child.isHardlink {
+                    links.append((i, entries.count, child))
+                    entries.append(Entry(name: child.name, target: -1))
+                } else {
+                    entries.append(Entry(name: child.name, target: items.count))
+                    items.append(try Self.prepare(child, parent: i))
+                }
+            }
+            while s < specials.count {
+                try appendSpecial(s, of: i, into: &entries)
+                s += 1
             }
             items[i].entries = entries
-            items[i].nlink = 2 + UInt32(truncatingIfNeeded: node.children.lazy.filter { $0.isDirectory }.count)
+            items[i].nlink = 2 &+ subdirectories
         }
         // Hardlink entries point at the inode their chain ends at (§6.1).
-        for (dir, e, link) in links {
-            let path = link.path
-            var target = link
-            var steps = 0
-            while target.isHardlink {
-                guard let next = target.hardlinkTarget else { throw .hardlinkTargetMissing(path: path) }
-                target = next
-                steps += 1
-                if target === link || steps > items.count + 1 { throw .hardlinkLoop(path: path) }
+        if !links.isEmpty {
+            var index: [ObjectIdentifier: Int] = [:]
+            index.reserveCapacity(items.count)
+            for k in items.indices { if let n = items[k].node { index[ObjectIdentifier(n)] = k } }
+            for (dir, e, link) in links {
+                let path = link.path
+                var target = link
+                var steps = 0
+                while target.isHardlink {
+                    guard let next = target.hardlinkTarget else { throw .hardlinkTargetMissing(path: path) }
+                    target = next
+                    steps += 1
+                    if target === link || steps > items.count + 1 { throw .hardlinkLoop(path: path) }
+                }
+                guard let t = index[ObjectIdentifier(target)] else { throw .hardlinkTargetMissing(path: path) }
+                items[dir].entries[e].target = t
             }
-            guard let t = index[ObjectIdentifier(target)] else { throw .hardlinkTargetMissing(path: path) }
-            items[dir].entries[e].target = t
         }
         // Whiteout markers on the parents (§5.3 step 4).
         for p in whiteoutParents {
@@ -213,6 +209,28 @@ struct ImageLayout {
         }
         // Root finishing (§5.4): a real overlay xattr, never escaped.
         try Self.mark(&items[0], Self.opaqueKey, [UInt8(ascii: "y")])
+    }
+
+    /// `.` and `..`, and for the root also the 256 whiteouts `00`..`ff`
+    /// (§5.4), in byte order.
+    static let specialNames: [[UInt8]] = [[0x2E], [0x2E, 0x2E]]
+    static let rootSpecialNames: [[UInt8]] = {
+        let hex = Array("0123456789abcdef".utf8)
+        return (specialNames + (0..<256).map { [hex[$0 >> 4], hex[$0 & 15]] }).sorted(by: [UInt8].byteOrderLess)
+    }()
+
+    /// Appends special entry `s` of directory item `dir`: `.` is the
+    /// directory, `..` its parent, a root whiteout a new item.
+    private mutating func appendSpecial(_ s: Int, of dir: Int, into entries: inout [Entry]) throws(ImageWriter.Error) {
+        let name = dir == 0 ? Self.rootSpecialNames[s] : Self.specialNames[s]
+        if name.count == 1 && name[0] == 0x2E {
+            entries.append(Entry(name: name, target: dir))
+        } else if name.count == 2 && name[0] == 0x2E && name[1] == 0x2E {
+            entries.append(Entry(name: name, target: items[dir].parent))
+        } else {
+            entries.append(Entry(name: name, target: items.count))
+            items.append(Self.rootWhiteout(root: items[0]))
+        }
     }
 
     private static func mark(_ item: inout Item, _ key: [UInt8], _ value: [UInt8]) throws(ImageWriter.Error) {
@@ -229,8 +247,10 @@ struct ImageLayout {
         var path: [UInt8] { node.path }
         guard let type = FileType(mode: node.mode) else { throw .invalidMode(path: path, mode: node.mode) }
         var xattrs = node.xattrList
-        xattrs.mapKeys { key in
-            key.starts(with: overlayPrefix) ? escapedOverlayPrefix + key[overlayPrefix.count...] : key
+        if xattrs.entries.contains(where: { hasPrefix($0.key, overlayPrefix) }) {
+            xattrs.mapKeys { key in
+                hasPrefix(key, overlayPrefix) ? escapedOverlayPrefix + key[overlayPrefix.count...] : key
+            }
         }
         var item = Item(node: node, parent: parent, mode: node.mode, nlink: node.nlink, uid: node.uid,
                         gid: node.gid, rdev: node.rdev, size: node.size, mtime: node.mtime,
@@ -309,36 +329,100 @@ struct ImageLayout {
 
     // MARK: Shared xattrs (§7)
 
+    /// One distinct xattr: where to find its bytes (its first
+    /// occurrence), how often it occurs, and what encoding it needs.
+    struct XattrGroup {
+        var item: Int32
+        var entry: Int32
+        var hash: UInt64
+        var count: Int32 = 1
+        /// Offset in the shared table, or -1 when stored inline.
+        var offset: Int32 = -1
+        var nameIndex: UInt8
+        var prefixLength: UInt8
+        var filterBit: UInt8
+        var entrySize: Int32
+    }
+
+    func xattr(of group: XattrGroup) -> Xattr {
+        items[Int(group.item)].xattrs.entries[Int(group.entry)]
+    }
+
+    /// Finds the distinct xattrs (an open-addressing table keyed by a
+    /// fast hash, confirmed byte by byte), shares those used more than
+    /// once, and sizes each item's xattr area.
     private mutating func shareXattrs() throws(ImageWriter.Error) {
-        var counts: [Xattr: Int] = [:]
-        for item in items {
-            for x in item.xattrs.entries { counts[x, default: 0] += 1 }
+        var total = 0
+        for i in items.indices {
+            items[i].xattrStart = total
+            total += items[i].xattrs.entries.count
         }
-        var shared = counts.filter { $0.value > 1 }.map(\.key)
-        shared.sort { a, b in
-            let k = compareBytes(a.key, b.key)
+        xattrGroups = [Int32](repeating: -1, count: total)
+        var capacity = 64
+        while capacity < 2 * total { capacity *= 2 }
+        let mask = capacity - 1
+        var slots = [Int32](repeating: -1, count: capacity)
+        groups.reserveCapacity(total)
+        for i in items.indices {
+            let entries = items[i].xattrs.entries
+            for (k, x) in entries.enumerated() {
+                let h = Self.hash(x)
+                var slot = Int(truncatingIfNeeded: h) & mask
+                var found: Int32 = -1
+                while slots[slot] >= 0 {
+                    let g = Int(slots[slot])
+                    if groups[g].hash == h && xattr(of: groups[g]) == x {
+                        found = Int32(g)
+                        break
+                    }
+                    slot = (slot + 1) & mask
+                }
+                if found < 0 {
+                    found = Int32(groups.count)
+                    slots[slot] = found
+                    let (index, prefixLength) = EROFS.XattrEntry.prefix(of: x.key)
+                    let bit = x.key.withUnsafeBytes {
+                        XXHash32.hash(UnsafeRawBufferPointer(rebasing: $0[prefixLength...]),
+                                      seed: EROFS.xattrFilterSeed &+ UInt32(index)) & 31
+                    }
+                    groups.append(XattrGroup(
+                        item: Int32(i), entry: Int32(k), hash: h, nameIndex: index,
+                        prefixLength: UInt8(prefixLength), filterBit: UInt8(bit),
+                        entrySize: Int32(EROFS.XattrEntry.encodedSize(suffixLength: x.key.count - prefixLength,
+                                                                       valueLength: x.value.count))))
+                } else {
+                    groups[Int(found)].count += 1
+                }
+                xattrGroups[items[i].xattrStart + k] = found
+            }
+        }
+        var table = groups.indices.filter { groups[$0].count > 1 }
+        table.sort { a, b in
+            let x = xattr(of: groups[a]), y = xattr(of: groups[b])
+            let k = compareBytes(x.key, y.key)
             if k != 0 { return k > 0 }
-            if a.value.count != b.value.count { return a.value.count > b.value.count }
-            return compareBytes(a.value, b.value) > 0
+            if x.value.count != y.value.count { return x.value.count > y.value.count }
+            return compareBytes(x.value, y.value) > 0
         }
+        sharedTable = table
         var offset = 0
-        for x in shared {
-            sharedOffsets[x] = offset
-            sharedTable.append((x, offset))
-            offset += EROFS.XattrEntry.encodedSize(key: x.key, valueLength: x.value.count)
+        for g in sharedTable {
+            groups[g].offset = Int32(offset)
+            offset += Int(groups[g].entrySize)
         }
         sharedSize = offset
         for i in items.indices {
             var filter: UInt32 = 0
             var refs = 0
             var inlineBytes = 0
-            for x in items[i].xattrs.entries {
-                let entry = EROFS.XattrEntry(key: x.key, value: x.value)
-                filter |= 1 << entry.filterBit
-                if refs < 128, sharedOffsets[x] != nil {
+            let start = items[i].xattrStart
+            for k in 0..<items[i].xattrs.entries.count {
+                let g = groups[Int(xattrGroups[start + k])]
+                filter |= 1 << UInt32(g.filterBit)
+                if refs < 128, g.offset >= 0 {
                     refs += 1
                 } else {
-                    inlineBytes += entry.encodedSize
+                    inlineBytes += Int(g.entrySize)
                 }
             }
             let size = refs == 0 && inlineBytes == 0 ? 0 : roundUp(12 + 4 * refs + inlineBytes, 4)
@@ -351,20 +435,38 @@ struct ImageLayout {
         }
     }
 
-    /// The xattr area of an item: shared ids (§7 step 5) and inline entries,
-    /// in sorted key order.
-    func xattrArea(_ it: Item) -> (shared: [UInt32], inline: [EROFS.XattrEntry]) {
-        var shared: [UInt32] = []
-        var inline: [EROFS.XattrEntry] = []
-        let base = inodesEnd % EROFS.blockSize
-        for x in it.xattrs.entries {
-            if shared.count < it.sharedCount, let o = sharedOffsets[x] {
-                shared.append(UInt32((base + o) / 4))
-            } else {
-                inline.append(EROFS.XattrEntry(key: x.key, value: x.value))
-            }
+    /// A 64-bit hash of an xattr for the distinct-xattr table (in memory
+    /// only; equal hashes are confirmed by comparing the bytes).
+    static func hash(_ x: Xattr) -> UInt64 {
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15
+        x.key.withUnsafeBytes { h = mixBytes(h, $0) }
+        x.value.withUnsafeBytes { h = mixBytes(h, $0) }
+        h ^= h >> 33
+        h = h &* 0xFF51_AFD7_ED55_8CCD
+        h ^= h >> 33
+        return h
+    }
+
+    @inline(__always)
+    static func mixBytes(_ seed: UInt64, _ b: UnsafeRawBufferPointer) -> UInt64 {
+        @inline(__always) func mix(_ h: UInt64, _ w: UInt64) -> UInt64 {
+            ((h << 5 | h >> 59) ^ w) &* 0x517C_C1B7_2722_0A95
         }
-        return (shared, inline)
+        var h = seed
+        var i = 0
+        let n = b.count
+        while i + 8 <= n {
+            h = mix(h, b.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            i += 8
+        }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < n {
+            tail |= UInt64(b[i]) << shift
+            shift += 8
+            i += 1
+        }
+        return mix(mix(h, tail), UInt64(n))
     }
 
     // MARK: Sizing and placement (§8, §9)
@@ -372,58 +474,62 @@ struct ImageLayout {
     private mutating func place() throws(ImageWriter.Error) {
         var pos = EROFS.inodeTableOffset
         let bs = EROFS.blockSize
-        for i in items.indices {
-            var it = items[i]
-            var sizeForCompact: UInt64 = it.size
-            switch it.type {
-            case .directory:
-                var blocks = 0, cur = 0, chunkStart = 0
-                var chunks: [Range<Int>] = []
-                for (k, e) in it.entries.enumerated() {
-                    let len = 12 + e.name.count
-                    if cur + len > bs {
-                        blocks += 1
-                        chunks.append(chunkStart..<k)
-                        chunkStart = k
-                        cur = 0
+        let minMtime = minMtime
+        var dataBlocks = 0
+        items.withUnsafeMutableBufferPointer { items in
+            for i in items.indices {
+                var sizeForCompact: UInt64 = items[i].size
+                switch items[i].type {
+                case .directory:
+                    var blocks = 0, cur = 0, chunkStart = 0
+                    var chunks: [Range<Int>] = []
+                    for (k, e) in items[i].entries.enumerated() {
+                        let len = 12 + e.name.count
+                        if cur + len > bs {
+                            blocks += 1
+                            chunks.append(chunkStart..<k)
+                            chunkStart = k
+                            cur = 0
+                        }
+                        cur += len
                     }
-                    cur += len
+                    chunks.append(chunkStart..<items[i].entries.count)
+                    if cur > bs / 2 { blocks += 1; cur = 0 }
+                    items[i].dirChunks = chunks
+                    items[i].nBlocks = blocks
+                    items[i].tail = cur
+                    sizeForCompact = UInt64(blocks * bs + cur)
+                case .symlink:
+                    items[i].tail = items[i].target.count
+                case .regular:
+                    if let count = items[i].content?.count {
+                        items[i].nBlocks = count / bs
+                        items[i].tail = count % bs
+                        if items[i].tail > bs / 2 { items[i].nBlocks += 1; items[i].tail = 0 }
+                    } else if items[i].external {
+                        items[i].tail = 4 * items[i].chunkCount
+                    }
+                default:
+                    break
                 }
-                chunks.append(chunkStart..<it.entries.count)
-                if cur > bs / 2 { blocks += 1; cur = 0 }
-                it.dirChunks = chunks
-                it.nBlocks = blocks
-                it.tail = cur
-                sizeForCompact = UInt64(blocks * bs + cur)
-            case .symlink:
-                it.tail = it.target.count
-            case .regular:
-                if let content = it.content {
-                    it.nBlocks = content.count / bs
-                    it.tail = content.count % bs
-                    if it.tail > bs / 2 { it.nBlocks += 1; it.tail = 0 }
-                } else if it.external {
-                    it.tail = 4 * it.chunkCount
-                }
-            default:
-                break
+                let compact = items[i].mtime == minMtime && items[i].nlink <= 0xFFFF && items[i].uid <= 0xFFFF
+                    && items[i].gid <= 0xFFFF && sizeForCompact <= 0xFFFF_FFFF
+                items[i].compact = compact
+                let isz = compact ? EROFS.Inode.compactSize : EROFS.Inode.extendedSize
+                let xsz = items[i].xattrSize
+                let start = roundUp(pos, EROFS.slotSize)
+                items[i].ipad = start - pos
+                pos = start
+                let extra = Self.tailPadding(&items[i], pos: pos, isz: isz, xsz: xsz)
+                items[i].ipad += extra
+                pos += extra
+                items[i].nid = pos / EROFS.slotSize
+                if items[i].type == .directory { items[i].size = UInt64(items[i].nBlocks * bs + items[i].tail) }
+                dataBlocks += items[i].nBlocks
+                pos += isz + xsz + items[i].tail
             }
-            it.compact = it.mtime == minMtime && it.nlink <= 0xFFFF && it.uid <= 0xFFFF
-                && it.gid <= 0xFFFF && sizeForCompact <= 0xFFFF_FFFF
-            let isz = it.compact ? EROFS.Inode.compactSize : EROFS.Inode.extendedSize
-            let xsz = it.xattrSize
-            let start = roundUp(pos, EROFS.slotSize)
-            it.ipad = start - pos
-            pos = start
-            let extra = Self.tailPadding(&it, pos: pos, isz: isz, xsz: xsz)
-            it.ipad += extra
-            pos += extra
-            it.nid = pos / EROFS.slotSize
-            if it.type == .directory { it.size = UInt64(it.nBlocks * bs + it.tail) }
-            dataBlocks += it.nBlocks
-            pos += isz + xsz + it.tail
-            items[i] = it
         }
+        self.dataBlocks = dataBlocks
         guard items[0].nid <= Int(UInt16.max) else { throw .rootNidTooLarge }
         inodesEnd = roundUp(pos, EROFS.slotSize)
         dataStart = roundUp(inodesEnd + sharedSize, bs)

@@ -92,6 +92,14 @@ public enum ImageWriter {
     static let chunkSize = 1 << 20
 
     static func serialize<E: Swift.Error>(_ layout: ImageLayout, _ sink: ([UInt8]) throws(E) -> Void) throws(E) {
+        try layout.items.withUnsafeBufferPointer { (items: UnsafeBufferPointer<ImageLayout.Item>) throws(E) in
+            try serialize(layout, items, sink)
+        }
+    }
+
+    /// The image in order (§2); `items` are the layout's, read in place.
+    static func serialize<E: Swift.Error>(_ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>,
+                                          _ sink: ([UInt8]) throws(E) -> Void) throws(E) {
         let bs = EROFS.blockSize
         var w = ByteWriter(capacity: min(layout.imageSize, chunkSize + 2 * bs))
         func flush(_ force: Bool = false) throws(E) {
@@ -102,8 +110,8 @@ public enum ImageWriter {
         w.zeros(EROFS.superblockOffset - w.count)
 
         var sb = EROFS.Superblock()
-        sb.rootNid = UInt16(layout.items[0].nid)
-        sb.inodeCount = UInt64(layout.items.count)
+        sb.rootNid = UInt16(items[0].nid)
+        sb.inodeCount = UInt64(items.count)
         sb.buildTime = UInt64(bitPattern: layout.minMtime.seconds)
         sb.buildTimeNsec = layout.minMtime.nanoseconds
         sb.blocks = UInt32(layout.imageSize / bs)
@@ -113,48 +121,47 @@ public enum ImageWriter {
 
         // Inode table (§10).
         var block = layout.dataStart / bs
-        for (index, it) in layout.items.enumerated() {
-            w.zeros(it.ipad)
-            assert(w.count == it.nid * EROFS.slotSize)
+        let sharedBase = layout.inodesEnd % bs
+        for index in items.indices {
+            w.zeros(items[index].ipad)
+            assert(w.count == items[index].nid * EROFS.slotSize)
             var u: UInt32 = 0
-            let type = it.type
-            if (type == .directory || type == .regular || type == .symlink) && it.nBlocks > 0 {
+            let type = items[index].type
+            let nBlocks = items[index].nBlocks
+            if (type == .directory || type == .regular || type == .symlink) && nBlocks > 0 {
                 u = UInt32(block)
-                block += it.nBlocks
+                block += nBlocks
             }
-            if type == .characterDevice || type == .blockDevice { u = it.rdev }
-            if it.external { u = (u & 0xFFFF_0000) | UInt32(it.chunkBits - 12) }
+            if type == .characterDevice || type == .blockDevice { u = items[index].rdev }
+            if items[index].external { u = (u & 0xFFFF_0000) | UInt32(items[index].chunkBits - 12) }
             let size: UInt64 = switch type {
-            case .directory, .regular, .symlink: it.size
+            case .directory, .regular, .symlink: items[index].size
             default: 0
             }
+            let xattrSize = items[index].xattrSize
             let inode = EROFS.Inode(
-                extended: !it.compact, layout: it.layout.rawValue,
-                xattrCount: it.xattrSize == 0 ? 0 : UInt16((it.xattrSize - 12) / 4 + 1),
-                mode: UInt16(truncatingIfNeeded: it.mode), nlink: it.nlink, size: size, u: u,
-                ino: UInt32(truncatingIfNeeded: index), uid: it.uid, gid: it.gid, mtime: it.mtime)
+                extended: !items[index].compact, layout: items[index].layout.rawValue,
+                xattrCount: xattrSize == 0 ? 0 : UInt16((xattrSize - 12) / 4 + 1),
+                mode: UInt16(truncatingIfNeeded: items[index].mode), nlink: items[index].nlink, size: size, u: u,
+                ino: UInt32(truncatingIfNeeded: index), uid: items[index].uid, gid: items[index].gid,
+                mtime: items[index].mtime)
             inode.encode(into: &w)
-            if it.xattrSize > 0 {
-                let start = w.count
-                w.u32(it.filter)                        // 0: h_name_filter
-                let (shared, inline) = layout.xattrArea(it)
-                w.u8(UInt8(shared.count))               // 4: h_shared_count
-                w.zeros(7)                              // 5: h_reserved2
-                for id in shared { w.u32(id) }          // 12: h_shared_xattrs
-                for e in inline { e.encode(into: &w) }
-                w.zeros(it.xattrSize - (w.count - start))
+            if xattrSize > 0 {
+                encodeXattrArea(layout, items[index], sharedBase: sharedBase, into: &w)
             }
-            if it.tail > 0 {
+            let tail = items[index].tail
+            if tail > 0 {
                 switch type {
                 case .directory:
-                    encodeDirents(layout, it, it.dirChunks[it.dirChunks.count - 1], into: &w)
+                    let chunks = items[index].dirChunks
+                    encodeDirents(items, items[index].entries, chunks[chunks.count - 1], into: &w)
                 case .symlink:
-                    w.append(it.target)
+                    w.append(items[index].target)
                 case .regular:
-                    if let content = it.content {
-                        w.append(content[(content.count - it.tail)...])
+                    if let content = items[index].content {
+                        w.append(content[(content.count - tail)...])
                     } else {
-                        for _ in 0..<it.chunkCount { w.u32(EROFS.nullAddress) }
+                        for _ in 0..<items[index].chunkCount { w.u32(EROFS.nullAddress) }
                     }
                 default:
                     break
@@ -166,54 +173,95 @@ public enum ImageWriter {
         assert(w.count == layout.inodesEnd)
 
         // Shared xattr table (§11.4), then padding to the data area.
-        for (x, _) in layout.sharedTable {
-            EROFS.XattrEntry(key: x.key, value: x.value).encode(into: &w)
+        for g in layout.sharedTable {
+            let group = layout.groups[g]
+            encodeXattr(layout.xattr(of: group), group, into: &w)
             try flush()
         }
         w.zeros(layout.dataStart - w.count)
 
         // Data blocks (§12.4), in inode order.
-        for it in layout.items where it.nBlocks > 0 {
+        for index in items.indices where items[index].nBlocks > 0 {
             let start = w.count
-            switch it.type {
+            switch items[index].type {
             case .directory:
-                for (k, chunk) in it.dirChunks.enumerated() where k < it.nBlocks {
-                    encodeDirents(layout, it, chunk, into: &w)
+                let entries = items[index].entries
+                for (k, chunk) in items[index].dirChunks.enumerated() where k < items[index].nBlocks {
+                    encodeDirents(items, entries, chunk, into: &w)
                     w.pad(to: bs)
                 }
             case .regular:
-                if let content = it.content {
+                if let content = items[index].content {
                     w.append(content[0..<min(content.count, bs)])
                 } else {
                     for _ in 0..<(bs / 4) { w.u32(EROFS.nullAddress) }
                 }
             case .symlink:
-                w.append(it.target)
+                w.append(items[index].target)
             default:
                 break
             }
             w.pad(to: bs)
-            assert(w.count - start == it.nBlocks * bs)
+            assert(w.count - start == items[index].nBlocks * bs)
             try flush()
         }
         assert(w.count == layout.imageSize)
         try flush(true)
     }
 
+    /// An item's xattr area (§11.1): the name filter, the shared ids
+    /// (§7 step 5), then the inline entries, in sorted key order.
+    static func encodeXattrArea(_ layout: ImageLayout, _ it: ImageLayout.Item, sharedBase: Int, into w: inout ByteWriter) {
+        let start = w.count
+        w.u32(it.filter)                                 // 0: h_name_filter
+        w.u8(UInt8(it.sharedCount))                      // 4: h_shared_count
+        w.zeros(7)                                       // 5: h_reserved2
+        let entries = it.xattrs.entries
+        var shared = 0
+        for k in entries.indices {                       // 12: h_shared_xattrs
+            let g = layout.groups[Int(layout.xattrGroups[it.xattrStart + k])]
+            if shared < it.sharedCount && g.offset >= 0 {
+                w.u32(UInt32((sharedBase + Int(g.offset)) / 4))
+                shared += 1
+            }
+        }
+        shared = 0
+        for k in entries.indices {
+            let g = layout.groups[Int(layout.xattrGroups[it.xattrStart + k])]
+            if shared < it.sharedCount && g.offset >= 0 {
+                shared += 1
+            } else {
+                encodeXattr(entries[k], g, into: &w)
+            }
+        }
+        w.zeros(it.xattrSize - (w.count - start))
+    }
+
+    /// One xattr entry (§11.3), with its group's prefix and size.
+    static func encodeXattr(_ x: Xattr, _ g: ImageLayout.XattrGroup, into w: inout ByteWriter) {
+        let n = x.key.count - Int(g.prefixLength)
+        w.u8(UInt8(truncatingIfNeeded: n))                  // 0: e_name_len
+        w.u8(g.nameIndex)                                   // 1: e_name_index
+        w.u16(UInt16(truncatingIfNeeded: x.value.count))    // 2: e_value_size
+        w.append(x.key[Int(g.prefixLength)...])             // 4
+        w.append(x.value)
+        w.zeros(Int(g.entrySize) - 4 - n - x.value.count)
+    }
+
     /// One directory block or inline tail (§12.1): the 12-byte headers,
     /// then the names packed end to end.
-    static func encodeDirents(_ layout: ImageLayout, _ dir: ImageLayout.Item, _ range: Range<Int>, into w: inout ByteWriter) {
+    static func encodeDirents(_ items: UnsafeBufferPointer<ImageLayout.Item>, _ entries: [ImageLayout.Entry],
+                              _ range: Range<Int>, into w: inout ByteWriter) {
         guard !range.isEmpty else { return }
         var nameOffset = 12 * range.count
         for k in range {
-            let e = dir.entries[k]
-            let target = layout.items[e.target]
-            w.u64(UInt64(target.nid))            // 0: nid
-            w.u16(UInt16(nameOffset))            // 8: nameoff
-            w.u8(target.type.direntType)         // 10: file_type
-            w.u8(0)                              // 11: reserved
-            nameOffset += e.name.count
+            let target = entries[k].target
+            w.u64(UInt64(items[target].nid))             // 0: nid
+            w.u16(UInt16(nameOffset))                    // 8: nameoff
+            w.u8(FileType(mode: items[target].mode)!.direntType) // 10: file_type
+            w.u8(0)                                      // 11: reserved
+            nameOffset += entries[k].name.count
         }
-        for k in range { w.append(dir.entries[k].name) }
+        for k in range { w.append(entries[k].name) }
     }
 }

@@ -11,15 +11,19 @@ public enum XXHash32 {
     static func rotl(_ x: UInt32, _ r: UInt32) -> UInt32 { (x << r) | (x >> (32 - r)) }
 
     @inline(__always)
-    static func le32(_ b: ArraySlice<UInt8>, _ i: Int) -> UInt32 {
+    static func le32(_ b: UnsafeRawBufferPointer, _ i: Int) -> UInt32 {
         UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24
     }
 
     public static func hash(_ data: [UInt8], seed: UInt32) -> UInt32 {
-        hash(data[...], seed: seed)
+        data.withUnsafeBytes { hash($0, seed: seed) }
     }
 
     public static func hash(_ data: ArraySlice<UInt8>, seed: UInt32) -> UInt32 {
+        data.withUnsafeBytes { hash($0, seed: seed) }
+    }
+
+    public static func hash(_ data: UnsafeRawBufferPointer, seed: UInt32) -> UInt32 {
         let len = data.count
         var i = data.startIndex
         let end = data.endIndex

@@ -65,6 +65,16 @@ public func compareBytes(_ a: [UInt8], _ b: [UInt8]) -> Int {
     return a.count - b.count
 }
 
+/// Whether `a` starts with `prefix` (bytes).
+@inlinable
+func hasPrefix(_ a: [UInt8], _ prefix: [UInt8]) -> Bool {
+    guard a.count >= prefix.count else { return false }
+    guard !prefix.isEmpty else { return true }
+    return a.withUnsafeBufferPointer { pa in
+        prefix.withUnsafeBufferPointer { pp in memcmp(pa.baseAddress!, pp.baseAddress!, pp.count) == 0 }
+    }
+}
+
 @inlinable
 func hexValue(_ c: UInt8) -> UInt8? {
     switch c {
