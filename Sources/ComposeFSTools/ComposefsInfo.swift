@@ -100,13 +100,28 @@ enum ComposefsInfo: Tool {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw failure("Failed to open '\(path)': \(errnoDescription(errno))") }
-        // Read on demand: memory stays small whatever the image size.
-        let reader = ByteReader(fd: fd, size: Int(st.st_size))
+        // An image is read into memory whole (it is all metadata); only
+        // very large ones are read on demand through a small block cache.
+        let reader: ByteReader
+        if st.st_size <= inMemoryLimit {
+            do {
+                reader = try ByteReader(readingAll: fd, size: Int(st.st_size))
+            } catch {
+                throw failure("Failed to load '\(path)': \(ImageReader.Error.truncated(error))")
+            }
+        } else {
+            reader = ByteReader(fd: fd, size: Int(st.st_size))
+        }
+        // A damaged image gives an error and no partial listing: in
+        // memory, the listing is kept until the whole image has been read;
+        // on demand, a first pass checks the whole image.
+        let whole = reader.isInMemory
         var line: [UInt8] = []
+        var pending: [UInt8] = []
         do {
-            // A first pass checks the whole image, so a damaged one gives
-            // an error and no partial listing.
-            if command == .dump || command == .ls { try ImageReader.walk(reader, filter: filter) { _ in } }
+            if !whole && (command == .dump || command == .ls) {
+                try ImageReader.walk(reader, filter: filter) { _ in }
+            }
             try ImageReader.walk(reader, filter: filter) { entry in
                 line.removeAll(keepingCapacity: true)
                 switch command {
@@ -121,13 +136,17 @@ enum ComposefsInfo: Tool {
                     }
                     return
                 }
-                out.write(line)
+                if whole { pending.append(contentsOf: line) } else { out.write(line) }
             }
         } catch {
             out.flush()
             throw failure("Failed to load '\(path)': \(error)")
         }
+        out.writeNow(pending)
     }
+
+    /// Images up to this size are read into memory whole.
+    static let inMemoryLimit = off_t(1) << 30
 
     /// Whether the store holds the object (a payload may start with `/`).
     static func present(_ object: [UInt8], in basefd: Int32) -> Bool {

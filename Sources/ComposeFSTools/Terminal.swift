@@ -30,6 +30,15 @@ struct Output {
         if buffer.count >= 1 << 16 { flush() }
     }
 
+    /// Writes `bytes` out now, after what is buffered (no copy).
+    mutating func writeNow(_ bytes: [UInt8]) {
+        flush()
+        let saved = buffer
+        buffer = bytes
+        flush()
+        buffer = saved
+    }
+
     mutating func flush() {
         do {
             try FileIO.write(fd: 1, buffer, path: "<stdout>")

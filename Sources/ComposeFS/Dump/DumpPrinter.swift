@@ -49,7 +49,7 @@ public enum DumpPrinter {
         appendDecimal(target.size, into: &out)
         out.append(0x20)
         if hardlink { out.append(UInt8(ascii: "@")) }
-        out.append(contentsOf: Array(String(target.mode, radix: 8).utf8))
+        appendOctal(target.mode, into: &out)
         out.append(0x20)
         appendDecimal(UInt64(target.nlink), into: &out)
         out.append(0x20)
@@ -73,7 +73,10 @@ public enum DumpPrinter {
         DumpEscaping.escapeOptional(target.content, mode: .escapeLoneDash, into: &out)
         out.append(0x20)
         if let d = target.digest {
-            out.append(contentsOf: Array(d.hexString.utf8))
+            for b in d {
+                out.append(DumpEscaping.hexDigit(b >> 4))
+                out.append(DumpEscaping.hexDigit(b & 15))
+            }
         } else {
             out.append(UInt8(ascii: "-"))
         }
@@ -127,6 +130,14 @@ public enum DumpPrinter {
             if !node.isHardlink, node.fileType == .regular, let p = node.payload { out.append(p) }
         }
         return out
+    }
+
+    static func appendOctal(_ v: UInt32, into out: inout [UInt8]) {
+        var digits = 1
+        while v >> (3 * UInt32(digits)) != 0 && digits < 11 { digits += 1 }
+        for k in stride(from: digits - 1, through: 0, by: -1) {
+            out.append(UInt8(ascii: "0") + UInt8((v >> (3 * UInt32(k))) & 7))
+        }
     }
 
     @inline(__always)

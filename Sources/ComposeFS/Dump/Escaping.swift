@@ -71,32 +71,51 @@ public enum DumpEscaping {
 
     /// Appends `bytes` escaped for printing.
     public static func escape(_ bytes: some Collection<UInt8>, mode: Mode = [], into out: inout [UInt8]) {
-        if mode.contains(.escapeLoneDash), bytes.count == 1, bytes.first == UInt8(ascii: "-") {
-            out.append(contentsOf: Array(#"\x2d"#.utf8))
+        if let done: Void = bytes.withContiguousStorageIfAvailable({ escape(UnsafeRawBufferPointer($0), mode: mode, into: &out) }) {
+            return done
+        }
+        escape(Array(bytes), mode: mode, into: &out)
+    }
+
+    /// Runs of bytes that print as they are are copied at once; only the
+    /// others are escaped one by one.
+    public static func escape(_ bytes: UnsafeRawBufferPointer, mode: Mode = [], into out: inout [UInt8]) {
+        if mode.contains(.escapeLoneDash), bytes.count == 1, bytes[0] == UInt8(ascii: "-") {
+            out.append(contentsOf: [0x5C, 0x78, 0x32, 0x64])   // \x2d
             return
         }
         let low: UInt8 = mode.contains(.keepSpace) ? 0x20 : 0x21
-        let hex = hexDigits
-        for b in bytes {
+        let escapeEqual = mode.contains(.escapeEqual)
+        @inline(__always) func plain(_ b: UInt8) -> Bool {
+            b >= low && b <= 0x7E && b != UInt8(ascii: "\\") && !(escapeEqual && b == UInt8(ascii: "="))
+        }
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            var j = i
+            while j < n && plain(bytes[j]) { j += 1 }
+            if j > i { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<j])) }
+            guard j < n else { return }
+            let b = bytes[j]
             switch b {
             case UInt8(ascii: "\\"): out.append(b); out.append(b)
             case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
             case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
             case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
-            case UInt8(ascii: "=") where mode.contains(.escapeEqual):
+            case UInt8(ascii: "="):
                 out.append(contentsOf: [0x5C, 0x78, 0x33, 0x64])   // \x3d
             default:
-                if b >= low && b <= 0x7E {
-                    out.append(b)
-                } else {
-                    out.append(UInt8(ascii: "\\"))
-                    out.append(UInt8(ascii: "x"))
-                    out.append(hex[Int(b >> 4)])
-                    out.append(hex[Int(b & 15)])
-                }
+                out.append(UInt8(ascii: "\\"))
+                out.append(UInt8(ascii: "x"))
+                out.append(hexDigit(b >> 4))
+                out.append(hexDigit(b & 15))
             }
+            i = j + 1
         }
     }
+
+    @inline(__always)
+    static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
 
     /// `-` when absent; nothing for a present empty value.
     public static func escapeOptional(_ bytes: [UInt8]?, mode: Mode = [], into out: inout [UInt8]) {

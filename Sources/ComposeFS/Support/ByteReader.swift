@@ -20,23 +20,54 @@ public struct ByteReader {
         }
     }
 
-    enum Storage {
-        case memory([UInt8])
-        case file(FileBlocks)
-    }
-
-    let storage: Storage
+    /// The bytes, when they are all in memory (kept alive by `owner`),
+    /// else nil and reads go through `blocks`.
+    let base: UnsafeRawPointer?
+    let owner: AnyObject?
+    let blocks: FileBlocks?
     public let size: Int
 
+    /// Whether every byte is in memory (reads never touch the file).
+    public var isInMemory: Bool { base != nil || size == 0 }
+
     public init(_ data: [UInt8]) {
-        storage = .memory(data)
+        let buffer = Buffer(copying: data)
+        owner = buffer
+        base = UnsafeRawPointer(buffer.base)
+        blocks = nil
         size = data.count
     }
 
     /// Reads `fd` (a regular file of `size` bytes) on demand.
     public init(fd: Int32, size: Int) {
-        storage = .file(FileBlocks(fd: fd, size: size))
+        blocks = FileBlocks(fd: fd, size: size)
+        owner = nil
+        base = nil
         self.size = size
+    }
+
+    /// Reads the whole of `fd` (`size` bytes) into memory now.
+    public init(readingAll fd: Int32, size: Int) throws(Error) {
+        let buffer = Buffer(capacity: size)
+        try FileBlocks.read(fd: fd, into: buffer.base, at: 0, count: size)
+        owner = buffer
+        base = UnsafeRawPointer(buffer.base)
+        blocks = nil
+        self.size = size
+    }
+
+    /// Memory owned by a reader.
+    final class Buffer {
+        let base: UnsafeMutableRawPointer
+
+        init(capacity: Int) { base = .allocate(byteCount: Swift.max(capacity, 1), alignment: 16) }
+
+        convenience init(copying data: [UInt8]) {
+            self.init(capacity: data.count)
+            data.withUnsafeBytes { if let b = $0.baseAddress { base.copyMemory(from: b, byteCount: $0.count) } }
+        }
+
+        deinit { base.deallocate() }
     }
 
     @inline(__always)
@@ -50,37 +81,22 @@ public struct ByteReader {
     @inline(__always)
     public func withBytes<R>(at o: Int, count n: Int, _ body: (UnsafeRawBufferPointer) -> R) throws(Error) -> R {
         try check(o, n)
-        switch storage {
-        case .memory(let data):
-            return data.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[o..<(o + n)])) }
-        case .file(let blocks):
-            return try blocks.withBytes(at: o, count: n, body)
-        }
+        if let base { return body(UnsafeRawBufferPointer(start: base + o, count: n)) }
+        guard let blocks else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try blocks.withBytes(at: o, count: n, body)
     }
 
-    public func u8(at o: Int) throws(Error) -> UInt8 {
-        try withBytes(at: o, count: 1) { $0[0] }
+    @inline(__always)
+    func load<T: FixedWidthInteger>(_ o: Int, as: T.Type) throws(Error) -> T {
+        try check(o, MemoryLayout<T>.size)
+        if let base { return T(littleEndian: base.loadUnaligned(fromByteOffset: o, as: T.self)) }
+        return try withBytes(at: o, count: MemoryLayout<T>.size) { T(littleEndian: $0.loadUnaligned(as: T.self)) }
     }
 
-    public func u16(at o: Int) throws(Error) -> UInt16 {
-        try withBytes(at: o, count: 2) { UInt16($0[0]) | UInt16($0[1]) << 8 }
-    }
-
-    public func u32(at o: Int) throws(Error) -> UInt32 {
-        try withBytes(at: o, count: 4) { b in
-            var v: UInt32 = 0
-            for i in 0..<4 { v |= UInt32(b[i]) << (8 * i) }
-            return v
-        }
-    }
-
-    public func u64(at o: Int) throws(Error) -> UInt64 {
-        try withBytes(at: o, count: 8) { b in
-            var v: UInt64 = 0
-            for i in 0..<8 { v |= UInt64(b[i]) << (8 * i) }
-            return v
-        }
-    }
+    public func u8(at o: Int) throws(Error) -> UInt8 { try load(o, as: UInt8.self) }
+    public func u16(at o: Int) throws(Error) -> UInt16 { try load(o, as: UInt16.self) }
+    public func u32(at o: Int) throws(Error) -> UInt32 { try load(o, as: UInt32.self) }
+    public func u64(at o: Int) throws(Error) -> UInt64 { try load(o, as: UInt64.self) }
 
     public func bytes(at o: Int, count n: Int) throws(Error) -> [UInt8] {
         try withBytes(at: o, count: n) { Array($0) }
@@ -98,7 +114,7 @@ final class FileBlocks {
     let fd: Int32
     let size: Int
     let cache: UnsafeMutableRawPointer
-    var tags: [Int]
+    @exclusivity(unchecked) var tags: [Int]
 
     init(fd: Int32, size: Int) {
         self.fd = fd
@@ -110,6 +126,10 @@ final class FileBlocks {
     deinit { cache.deallocate() }
 
     private func read(into p: UnsafeMutableRawPointer, at offset: Int, count: Int) throws(ByteReader.Error) {
+        try Self.read(fd: fd, into: p, at: offset, count: count)
+    }
+
+    static func read(fd: Int32, into p: UnsafeMutableRawPointer, at offset: Int, count: Int) throws(ByteReader.Error) {
         var done = 0
         while done < count {
             let n = pread(fd, p + done, count - done, off_t(offset + done))
