@@ -70,13 +70,16 @@ import Testing
         options.digestStore = dir.file("objects")
         options.threads = 2
         // The file disappears after the walk listed it, before its data is read.
+        // (The file pass's workers start only after the walk here.)
         var scanner = try DirectoryScanner.Scanner(source: src, options: options)
         defer { close(scanner.rootfd) }
-        _ = try scanner.walk()
+        let files = DirectoryScanner.FilePass(scanner: scanner)
+        _ = try scanner.walk(files)
         #expect(unlink(src + "/f9") == 0)
         let failure: DirectoryScanner.Error?
         do throws(DirectoryScanner.Error) {
-            try scanner.fillFiles()
+            files.start()
+            try files.finish()
             failure = nil
         } catch {
             failure = error

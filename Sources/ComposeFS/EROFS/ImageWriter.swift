@@ -147,7 +147,7 @@ public enum ImageWriter {
                 mtime: items[index].mtime)
             inode.encode(into: &w)
             if xattrSize > 0 {
-                encodeXattrArea(layout, items[index], sharedBase: sharedBase, into: &w)
+                encodeXattrArea(layout, items, index, sharedBase: sharedBase, into: &w)
             }
             let tail = items[index].tail
             if tail > 0 {
@@ -211,30 +211,33 @@ public enum ImageWriter {
 
     /// An item's xattr area (§11.1): the name filter, the shared ids
     /// (§7 step 5), then the inline entries, in sorted key order.
-    static func encodeXattrArea(_ layout: ImageLayout, _ it: ImageLayout.Item, sharedBase: Int, into w: inout ByteWriter) {
+    static func encodeXattrArea(_ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>, _ index: Int,
+                                sharedBase: Int, into w: inout ByteWriter) {
         let start = w.count
-        w.u32(it.filter)                                 // 0: h_name_filter
-        w.u8(UInt8(it.sharedCount))                      // 4: h_shared_count
+        let sharedCount = items[index].sharedCount
+        let first = items[index].xattrStart
+        let count = items[index].xattrs.entries.count
+        w.u32(items[index].filter)                       // 0: h_name_filter
+        w.u8(UInt8(sharedCount))                         // 4: h_shared_count
         w.zeros(7)                                       // 5: h_reserved2
-        let entries = it.xattrs.entries
         var shared = 0
-        for k in entries.indices {                       // 12: h_shared_xattrs
-            let g = layout.groups[Int(layout.xattrGroups[it.xattrStart + k])]
-            if shared < it.sharedCount && g.offset >= 0 {
+        for k in 0..<count {                             // 12: h_shared_xattrs
+            let g = layout.groups[Int(layout.xattrGroups[first + k])]
+            if shared < sharedCount && g.offset >= 0 {
                 w.u32(UInt32((sharedBase + Int(g.offset)) / 4))
                 shared += 1
             }
         }
         shared = 0
-        for k in entries.indices {
-            let g = layout.groups[Int(layout.xattrGroups[it.xattrStart + k])]
-            if shared < it.sharedCount && g.offset >= 0 {
+        for k in 0..<count {
+            let g = layout.groups[Int(layout.xattrGroups[first + k])]
+            if shared < sharedCount && g.offset >= 0 {
                 shared += 1
             } else {
-                encodeXattr(entries[k], g, into: &w)
+                encodeXattr(items[index].xattrs.entries[k], g, into: &w)
             }
         }
-        w.zeros(it.xattrSize - (w.count - start))
+        w.zeros(items[index].xattrSize - (w.count - start))
     }
 
     /// One xattr entry (§11.3), with its group's prefix and size.

@@ -53,12 +53,24 @@ public enum DirectoryScanner {
 
     /// Scans `source` into a tree; with `options.digestStore` the external
     /// files are also copied into that store.
+    ///
+    /// The walk (metadata, in one thread) and the file pass (contents:
+    /// inline data, digests, store copies; on `options.threads` threads)
+    /// overlap: files are handed to the workers as the walk finds them.
     public static func scan(_ source: String, options: Options = Options()) throws(Error) -> Node {
         if options.skipXattrs && options.userXattrsOnly { throw .invalidOptions(source: source) }
         var scanner = try Scanner(source: source, options: options)
         defer { close(scanner.rootfd) }
-        let root = try scanner.walk()
-        try scanner.fillFiles()
+        let files = FilePass(scanner: scanner)
+        files.start()
+        let root: Node
+        do {
+            root = try scanner.walk(files)
+        } catch {
+            files.abort()
+            throw error
+        }
+        try files.finish()
         return root
     }
 
@@ -67,7 +79,6 @@ public enum DirectoryScanner {
         let options: Options
         let rootfd: Int32
         let rootStat: stat
-        var files: [(node: Node, rel: [UInt8])] = []
 
         init(source: String, options: Options) throws(Error) {
             self.source = source
@@ -101,12 +112,21 @@ public enum DirectoryScanner {
             return node
         }
 
-        mutating func walk() throws(Error) -> Node {
+        /// Directories depth-first; regular files with data go to `files`
+        /// (which also reads their xattrs, from the open file), everything
+        /// else is complete when the walk is.
+        mutating func walk(_ files: FilePass) throws(Error) -> Node {
             let root = makeNode(name: [], rootStat)
-            if !options.skipXattrs { try readXattrs(into: root, path: Array(source.utf8), display: source) }
-            guard rootfd >= 0 else { return root }   // the writer reports a non-directory root
+            guard rootfd >= 0 else {   // the writer reports a non-directory root
+                if !options.skipXattrs { try readXattrs(into: root, path: Array(source.utf8), display: source) }
+                return root
+            }
+            if !options.skipXattrs { try readXattrs(into: root, fd: rootfd, display: source) }
+            var batch: [FilePass.Job] = []
+            var linkBuffer = [UInt8](repeating: 0, count: Node.maxPathLength)
             var stack: [(Node, [UInt8])] = [(root, [])]
             while let (dir, rel) = stack.popLast() {
+                if files.isStopped { break }
                 let shown = display(rel)
                 let dfd = rel.isEmpty
                     ? dup(rootfd)
@@ -116,224 +136,139 @@ public enum DirectoryScanner {
                     throw .access(path: shown, errno: e)
                 }
                 defer { closedir(handle) }
+                if !rel.isEmpty && !options.skipXattrs { try readXattrs(into: dir, fd: dfd, display: shown) }
+                // "/proc/self/fd/N/NAME", NUL-terminated, for the entries
+                // that are neither directories nor files with data.
                 let procDir = Array("/proc/self/fd/\(dfd)/".utf8)
+                var procPath = procDir
                 while true {
                     errno = 0
                     guard let ent = readdir(handle) else {
                         if errno != 0 { throw .access(path: shown, errno: errno) }
                         break
                     }
-                    let name: [UInt8] = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                        Array(raw.prefix { $0 != 0 })
+                    // d_name, NUL included, straight from the dirent.
+                    let cname: [CChar] = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                        let n = raw.firstIndex(of: 0) ?? raw.count
+                        return [CChar](unsafeUninitializedCapacity: n + 1) { out, count in
+                            for k in 0..<n { out[k] = CChar(bitPattern: raw[k]) }
+                            out[n] = 0
+                            count = n + 1
+                        }
                     }
-                    if name == [0x2E] || name == [0x2E, 0x2E] { continue }
-                    let childRel = rel.isEmpty ? name : rel + [UInt8(ascii: "/")] + name
+                    let nameLength = cname.count - 1
+                    if cname[0] == 0x2E && (nameLength == 1 || (nameLength == 2 && cname[1] == 0x2E)) { continue }
+                    let name = cname[0..<nameLength].map { UInt8(bitPattern: $0) }
+                    func childRel() -> [UInt8] { rel.isEmpty ? name : rel + [UInt8(ascii: "/")] + name }
                     var st = stat()
-                    let rc = (name + [0]).withUnsafeBufferPointer { p in
-                        p.withMemoryRebound(to: CChar.self) { fstatat(dfd, $0.baseAddress!, &st, AT_SYMLINK_NOFOLLOW) }
+                    guard fstatat(dfd, cname, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+                        throw .access(path: display(childRel()), errno: errno)
                     }
-                    guard rc == 0 else { throw .access(path: display(childRel), errno: errno) }
                     let type = st.st_mode & S_IFMT
                     if options.skipDevices && (type == S_IFBLK || type == S_IFCHR) { continue }
                     let node = makeNode(name: name, st)
                     if type == S_IFLNK {
-                        var buf = [UInt8](repeating: 0, count: Node.maxPathLength)
-                        let n = (name + [0]).withUnsafeBufferPointer { p in
-                            p.withMemoryRebound(to: CChar.self) { np in
-                                buf.withUnsafeMutableBytes { readlinkat(dfd, np.baseAddress!, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
-                            }
+                        let n = linkBuffer.withUnsafeMutableBytes {
+                            readlinkat(dfd, cname, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count)
                         }
-                        guard n >= 0 else { throw .access(path: display(childRel), errno: errno) }
-                        guard n > 0, n < Node.maxPathLength else { throw .access(path: display(childRel), errno: ENAMETOOLONG) }
-                        node.payload = Array(buf[0..<n])
+                        guard n >= 0 else { throw .access(path: display(childRel()), errno: errno) }
+                        guard n > 0, n < Node.maxPathLength else { throw .access(path: display(childRel()), errno: ENAMETOOLONG) }
+                        node.payload = Array(linkBuffer[0..<n])
                         node.size = UInt64(n)
                     }
-                    if !options.skipXattrs {
-                        try readXattrs(into: node, path: procDir + name, display: display(childRel))
+                    let hasData = type == S_IFREG && node.size > 0
+                    if !options.skipXattrs && type != S_IFDIR && !hasData {
+                        procPath.removeSubrange(procDir.count...)
+                        procPath.append(contentsOf: name)
+                        try readXattrs(into: node, path: procPath, display: display(childRel()))
                     }
-                    do { try dir.addChild(node) } catch { throw .access(path: display(childRel), errno: EINVAL) }
+                    do { try dir.addChild(node) } catch { throw .access(path: display(childRel()), errno: EINVAL) }
                     if type == S_IFDIR {
-                        stack.append((node, childRel))
-                    } else if type == S_IFREG && node.size > 0 {
-                        files.append((node, childRel))
+                        stack.append((node, childRel()))
+                    } else if hasData {
+                        batch.append(FilePass.Job(node: node, rel: childRel()))
+                        if batch.count >= 64 {
+                            files.add(batch)
+                            batch.removeAll(keepingCapacity: true)
+                        }
                     }
                 }
+                files.add(batch)
+                batch.removeAll(keepingCapacity: true)
             }
             return root
+        }
+
+        /// xattrs of an open file or directory (`flistxattr`/`fgetxattr`).
+        func readXattrs(into node: Node, fd: Int32, display: String) throws(Error) {
+            try readXattrs(into: node, display: display,
+                           list: { flistxattr(fd, $0, $1) },
+                           get: { fgetxattr(fd, $0, $1, $2) })
         }
 
         /// `llistxattr`/`lgetxattr` on `path` (the entry itself, never a
         /// symlink's target). A filesystem without xattrs has none.
         func readXattrs(into node: Node, path: [UInt8], display: String) throws(Error) {
             let cpath = path + [0]
-            var list = [UInt8](repeating: 0, count: 4096)
+            try cpath.withUnsafeBufferPointer { (p: UnsafeBufferPointer<UInt8>) throws(Error) in
+                try p.withMemoryRebound(to: CChar.self) { (pp: UnsafeBufferPointer<CChar>) throws(Error) in
+                    let path = pp.baseAddress!
+                    try readXattrs(into: node, display: display,
+                                   list: { llistxattr(path, $0, $1) },
+                                   get: { lgetxattr(path, $0, $1, $2) })
+                }
+            }
+        }
+
+        /// Every xattr (or the `user.` ones) through `list` and `get`
+        /// (listxattr/getxattr calls), each value read with a buffer that
+        /// grows when the value does.
+        func readXattrs(into node: Node, display: String,
+                        list: (UnsafeMutablePointer<CChar>?, Int) -> Int,
+                        get: (UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int) throws(Error) {
+            var names = [CChar](repeating: 0, count: 4096)
             var n = 0
             while true {
-                n = cpath.withUnsafeBufferPointer { p in
-                    p.withMemoryRebound(to: CChar.self) { pp in
-                        list.withUnsafeMutableBytes { llistxattr(pp.baseAddress!, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
-                    }
-                }
+                n = names.withUnsafeMutableBufferPointer { list($0.baseAddress, $0.count) }
                 if n >= 0 { break }
                 let e = errno
                 if e == ENOTSUP || e == EOPNOTSUPP { return }
                 guard e == ERANGE else { throw .access(path: display, errno: e) }
-                let need = cpath.withUnsafeBufferPointer { p in
-                    p.withMemoryRebound(to: CChar.self) { llistxattr($0.baseAddress!, nil, 0) }
-                }
+                let need = list(nil, 0)
                 guard need >= 0 else { throw .access(path: display, errno: errno) }
-                list = [UInt8](repeating: 0, count: need + 1024)
+                names = [CChar](repeating: 0, count: need + 1024)
             }
             guard n > 0 else { return }
-            let user = Array("user.".utf8)
-            for key in list[0..<n].split(separator: 0) {
-                let k = Array(key)
-                if options.userXattrsOnly && !k.starts(with: user) { continue }
-                guard let value = try readXattr(cpath, k, display: display) else { continue }
-                do { try node.setXattr(k, value) } catch { throw .xattr(path: display, error) }
+            var value = [UInt8](repeating: 0, count: 256)
+            var start = 0
+            while start < n {
+                var end = start
+                while end < n && names[end] != 0 { end += 1 }
+                defer { start = end + 1 }
+                guard end > start else { continue }
+                let key = names[start..<end].map { UInt8(bitPattern: $0) }
+                if options.userXattrsOnly && !hasPrefix(key, DirectoryScanner.userPrefix) { continue }
+                var got = -1
+                while true {
+                    got = names.withUnsafeBufferPointer { k in
+                        value.withUnsafeMutableBytes { get(k.baseAddress! + start, $0.baseAddress, $0.count) }
+                    }
+                    if got >= 0 { break }
+                    let e = errno
+                    if e == ENODATA { break }   // removed since it was listed
+                    guard e == ERANGE else { throw .access(path: display, errno: e) }
+                    let need = names.withUnsafeBufferPointer { get($0.baseAddress! + start, nil, 0) }
+                    guard need >= 0 else { throw .access(path: display, errno: errno) }
+                    value = [UInt8](repeating: 0, count: need + 256)
+                }
+                guard got >= 0 else { continue }
+                do { try node.setXattr(key, Array(value[0..<got])) } catch { throw .xattr(path: display, error) }
             }
         }
 
-        func readXattr(_ cpath: [UInt8], _ key: [UInt8], display: String) throws(Error) -> [UInt8]? {
-            let ckey = key + [0]
-            var buf = [UInt8](repeating: 0, count: 256)
-            while true {
-                let n = cpath.withUnsafeBufferPointer { p in
-                    p.withMemoryRebound(to: CChar.self) { pp in
-                        ckey.withUnsafeBufferPointer { k in
-                            k.withMemoryRebound(to: CChar.self) { kp in
-                                buf.withUnsafeMutableBytes { lgetxattr(pp.baseAddress!, kp.baseAddress!, $0.baseAddress, $0.count) }
-                            }
-                        }
-                    }
-                }
-                if n >= 0 { return Array(buf[0..<n]) }
-                let e = errno
-                if e == ENODATA { return nil }   // removed since it was listed
-                guard e == ERANGE else { throw .access(path: display, errno: e) }
-                let need = cpath.withUnsafeBufferPointer { p in
-                    p.withMemoryRebound(to: CChar.self) { pp in
-                        ckey.withUnsafeBufferPointer { k in
-                            k.withMemoryRebound(to: CChar.self) { lgetxattr(pp.baseAddress!, $0.baseAddress!, nil, 0) }
-                        }
-                    }
-                }
-                guard need >= 0 else { throw .access(path: display, errno: errno) }
-                buf = [UInt8](repeating: 0, count: need + 256)
-            }
-        }
-
-        /// Second pass, in parallel: inline small files, digest the others,
-        /// fill the store. The tree's shape is fixed by now, so the image
-        /// never depends on the thread count.
-        func fillFiles() throws(Error) {
-            guard !files.isEmpty else { return }
-            var store: ObjectStore? = nil
-            if let dir = options.digestStore {
-                do throws(ObjectStore.Error) { store = try ObjectStore(path: dir) } catch { throw .store(error) }
-            }
-            let threads = max(1, options.threads)
-            // Files up to this size are read once into the worker's buffer,
-            // hashed there and, when the store lacks them, written from it:
-            // one read, no copy to verify. Larger ones stream.
-            let whole = DirectoryScanner.wholeFileLimit
-            let scratch = (0..<threads).map { _ in
-                UncheckedSendable(UnsafeMutableRawBufferPointer.allocate(byteCount: whole + 1, alignment: 4096))
-            }
-            // One hasher per worker, reused: no allocation per file.
-            let hashers = (0..<threads).map { _ in UncheckedSendable(FsVerity.Hasher()) }
-            defer { for s in scratch { s.value.deallocate() } }
-            let work = UncheckedSendable(files)
-            let rootfd = self.rootfd
-            let shown = UncheckedSendable(self)
-            let done = Atomic<Int>(0)
-            let bytes = Atomic<UInt64>(0)
-            let progress = options.progress
-            let claimed = Locked<Set<[UInt8]>>([])
-            let sharedStore = UncheckedSendable(store)
-            do throws(Error) {
-                try Parallel.forEach(count: files.count, threads: threads) { (i, worker) throws(Error) in
-                    let (node, rel) = work.value[i]
-                    let fd = DirectoryScanner.open(rel, under: rootfd, flags: O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                    guard fd >= 0 else { throw .access(path: shown.value.display(rel), errno: errno) }
-                    defer { close(fd) }
-                    let buf = scratch[worker].value
-                    if node.size <= DirectoryScanner.inlineLimit {
-                        let size = Int(node.size)
-                        let n = pread(fd, buf.baseAddress, size + 1, 0)
-                        guard n >= 0 else { throw .access(path: shown.value.display(rel), errno: errno) }
-                        guard n == size else { throw .changed(path: shown.value.display(rel), expected: node.size, found: UInt64(n)) }
-                        node.content = Array(UnsafeRawBufferPointer(rebasing: buf[0..<size]))
-                    } else {
-                        let shownPath = shown.value.display(rel)
-                        let hasher = hashers[worker].value
-                        let digest: [UInt8]
-                        var contents: UnsafeRawBufferPointer? = nil
-                        if node.size <= UInt64(whole) {
-                            // Ask for one byte more than listed: a file that grew shows.
-                            let size = Int(node.size)
-                            var got = 0
-                            while got <= size {
-                                let n = pread(fd, buf.baseAddress! + got, size + 1 - got, off_t(got))
-                                if n < 0 {
-                                    if errno == EINTR { continue }
-                                    throw .digest(path: shownPath, errno: errno)
-                                }
-                                if n == 0 { break }
-                                got += n
-                            }
-                            guard got == size else { throw .changed(path: shownPath, expected: node.size, found: UInt64(got)) }
-                            let data = UnsafeRawBufferPointer(rebasing: buf[0..<size])
-                            hasher.reset()
-                            hasher.update(data)
-                            digest = hasher.finalize()
-                            contents = data
-                        } else {
-                            let count: UInt64
-                            do throws(FsVerity.Error) {
-                                (digest, count) = try FsVerity.digestAndLength(fd: fd, path: shownPath,
-                                                                               buffer: UnsafeMutableRawBufferPointer(rebasing: buf[0..<(1 << 20)]),
-                                                                               hasher: hasher)
-                            } catch {
-                                switch error {
-                                case let .io(path, e): throw .digest(path: path, errno: e)
-                                }
-                            }
-                            guard count == node.size else {
-                                throw .changed(path: shownPath, expected: node.size, found: count)
-                            }
-                        }
-                        node.digest = digest
-                        let payload = FsVerity.objectPath(digest)
-                        node.payload = payload
-                        if let store = sharedStore.value, claimed.withLock({ $0.insert(payload).inserted }) {
-                            do throws(ObjectStore.Error) {
-                                if let contents {
-                                    try store.insert(contents: contents, digest: digest)
-                                } else {
-                                    try store.insert(source: fd, sourcePath: shownPath, digest: digest, size: node.size,
-                                                     scratch: UnsafeMutableRawBufferPointer(rebasing: buf[0..<(1 << 20)]),
-                                                     hasher: hasher)
-                                }
-                            } catch {
-                                throw .store(error)
-                            }
-                        }
-                    }
-                    let d = done.add(1, ordering: .relaxed).newValue
-                    let b = bytes.add(node.size, ordering: .relaxed).newValue
-                    progress?(d, b)
-                }
-                if let store {
-                    do throws(ObjectStore.Error) { try store.commit() } catch { throw .store(error) }
-                }
-            } catch {
-                store?.discardPending()
-                throw error
-            }
-        }
     }
 
+    static let userPrefix = Array("user.".utf8)
 
     /// `openat(dirfd, rel)` for a relative path of any length: one that
     /// does not fit PATH_MAX is opened a few components at a time (the
