@@ -57,6 +57,10 @@ int cfs_o_tmpfile(void) {
     return O_TMPFILE;
 }
 
+int cfs_o_path(void) {
+    return O_PATH;
+}
+
 int cfs_affinity_cpu_count(void) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) != 0)

@@ -1,4 +1,3 @@
-import Glibc
 
 /// swift-composefs: read and write composefs images.
 ///
@@ -7,10 +6,10 @@ import Glibc
 /// - ``ImageWriter`` / ``ImageReader``: the EROFS image, byte-identical to
 ///   the reference implementation.
 /// - ``FsVerity``: fs-verity digests, in userspace and from the kernel.
-public enum ComposeFS {
-    /// Whether `CFS_PARSE_STRICT` asks for strict dump parsing.
-    public static var strictParsingRequested: Bool {
-        getenv("CFS_PARSE_STRICT") != nil
-    }
-}
+/// - ``DirectoryScanner`` and ``ObjectStore``: trees from directories, and
+///   the content-addressed store of their files.
+/// - ``Mount``: mounting an image on the running kernel.
+/// - ``FileDescriptor``, ``FilePath``, ``Errno``: the system layer every
+///   file and kernel call goes through.
+public enum ComposeFS {}
 

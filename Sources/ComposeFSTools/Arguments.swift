@@ -30,18 +30,22 @@ struct Arguments {
     }
 
     /// What the command line said: each option given, in order, with its
-    /// value; and the operands.
-    var given: [(option: Option, value: String?)] = []
-    var operands: [String] = []
+    /// value; and the operands. Bytes, as the kernel passed them: paths
+    /// need not be UTF-8.
+    var given: [(option: Option, value: [UInt8]?)] = []
+    var operands: [[UInt8]] = []
 
     /// Whether the flag was given.
     func has(_ option: Option) -> Bool { given.contains { $0.option == option } }
 
     /// The value of the last occurrence (as getopt loops do), or nil.
-    func last(_ option: Option) -> String? { given.last { $0.option == option }?.value }
+    func last(_ option: Option) -> [UInt8]? { given.last { $0.option == option }?.value ?? nil }
+
+    /// The last value as text (numbers, names).
+    func lastText(_ option: Option) -> String? { last(option).map { String(decoding: $0, as: UTF8.self) } }
 
     /// Every value given for the option, in order.
-    func all(_ option: Option) -> [String] { given.compactMap { $0.option == option ? $0.value : nil } }
+    func all(_ option: Option) -> [[UInt8]] { given.compactMap { $0.option == option ? $0.value : nil } }
 
     /// A command line the tool cannot accept; the message names the option.
     enum Error: Swift.Error, Equatable, CustomStringConvertible {
@@ -62,14 +66,18 @@ struct Arguments {
 
     init(_ arguments: [String], options: [Option],
          permute: Bool = getenv("POSIXLY_CORRECT") == nil) throws(Error) {
+        try self.init(bytes: arguments.map { Array($0.utf8) }, options: options, permute: permute)
+    }
+
+    init(bytes arguments: [[UInt8]], options: [Option],
+         permute: Bool = getenv("POSIXLY_CORRECT") == nil) throws(Error) {
         var rest = arguments[...]
         while let argument = rest.popFirst() {
-            if argument == "--" {
+            if argument == [0x2D, 0x2D] {   // --
                 operands.append(contentsOf: rest)
                 return
             }
-            let bytes = Array(argument.utf8)
-            guard bytes.count >= 2, bytes[0] == UInt8(ascii: "-") else {
+            guard argument.count >= 2, argument[0] == UInt8(ascii: "-") else {
                 operands.append(argument)
                 if !permute {
                     operands.append(contentsOf: rest)
@@ -77,10 +85,10 @@ struct Arguments {
                 }
                 continue
             }
-            if bytes[1] == UInt8(ascii: "-") {
-                try parseLong(bytes[2...], options: options, rest: &rest)
+            if argument[1] == UInt8(ascii: "-") {
+                try parseLong(argument[2...], options: options, rest: &rest)
             } else {
-                try parseShort(bytes[1...], options: options, rest: &rest)
+                try parseShort(argument[1...], options: options, rest: &rest)
             }
         }
     }
@@ -88,10 +96,10 @@ struct Arguments {
     /// `--name`, `--name=VALUE`, `--name VALUE`; a unique prefix of a name
     /// counts as the name.
     private mutating func parseLong(_ text: ArraySlice<UInt8>, options: [Option],
-                                    rest: inout ArraySlice<String>) throws(Error) {
+                                    rest: inout ArraySlice<[UInt8]>) throws(Error) {
         let eq = text.firstIndex(of: UInt8(ascii: "="))
         let name = String(decoding: text[..<(eq ?? text.endIndex)], as: UTF8.self)
-        let inline = eq.map { String(decoding: text[($0 + 1)...], as: UTF8.self) }
+        let inline = eq.map { Array(text[($0 + 1)...]) }
         let spelled = "--" + name
         let option: Option
         if let exact = options.first(where: { $0.long == name }) {
@@ -103,7 +111,7 @@ struct Arguments {
             option = first
         }
         if option.value == nil {
-            if let inline { throw .unexpectedValue("--" + option.long!, value: inline) }
+            if let inline { throw .unexpectedValue("--" + option.long!, value: String(decoding: inline, as: UTF8.self)) }
             given.append((option, nil))
         } else if let inline {
             given.append((option, inline))
@@ -116,19 +124,20 @@ struct Arguments {
 
     /// `-a`, `-abc` (flags together), `-oVALUE`, `-o VALUE`.
     private mutating func parseShort(_ text: ArraySlice<UInt8>, options: [Option],
-                                     rest: inout ArraySlice<String>) throws(Error) {
-        let characters = Array(String(decoding: text, as: UTF8.self))
-        var i = 0
-        while i < characters.count {
-            let c = characters[i]
-            guard let option = options.first(where: { $0.short == c }) else { throw .unknown("-\(c)") }
+                                     rest: inout ArraySlice<[UInt8]>) throws(Error) {
+        var i = text.startIndex
+        while i < text.endIndex {
+            let c = Character(Unicode.Scalar(text[i]))
+            guard text[i] < 0x80, let option = options.first(where: { $0.short == c }) else {
+                throw .unknown("-" + String(decoding: text[i...].prefix(1), as: UTF8.self))
+            }
             i += 1
             if option.value == nil {
                 given.append((option, nil))
                 continue
             }
-            if i < characters.count {
-                given.append((option, String(characters[i...])))
+            if i < text.endIndex {
+                given.append((option, Array(text[i...])))
             } else if let next = rest.popFirst() {
                 given.append((option, next))
             } else {

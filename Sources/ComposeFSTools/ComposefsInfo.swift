@@ -44,9 +44,10 @@ enum ComposefsInfo: Tool {
     }
 
     static func run(_ arguments: Arguments) throws(ToolFailure) {
-        guard let word = arguments.operands.first else { throw failure("No command specified", usage: true) }
+        guard let first = arguments.operands.first else { throw failure("No command specified", usage: true) }
+        let word = String(decoding: first, as: UTF8.self)
         guard let command = Command(rawValue: word) else { throw failure("Unknown command '\(word)'\n") }
-        let files = Array(arguments.operands.dropFirst())
+        let files = arguments.operands.dropFirst().map { FilePath(bytes: $0) }
         if command == .measureFile {
             guard !files.isEmpty else { throw failure("No files specified", usage: true) }
             var out = Output(tool: name)
@@ -60,20 +61,23 @@ enum ComposefsInfo: Tool {
         if !filters.isEmpty {
             var set = Set<[UInt8]>()
             for f in filters {
-                guard !f.contains("/") else { throw failure("Filter must be a single name: \(f): \(errnoDescription(EINVAL))") }
-                set.insert(Array(f.utf8))
+                guard !f.contains(UInt8(ascii: "/")) else {
+                    throw failure("Filter must be a single name: \(String(decoding: f, as: UTF8.self)): \(Errno.invalidArgument)")
+                }
+                set.insert(f)
             }
             names = set
         }
-        var basefd: Int32 = -1
+        var store: ObjectStore? = nil
         if command == .missingObjects {
-            guard let basedir = arguments.last(Flag.basedir) else {
+            guard let basedir = arguments.last(Flag.basedir).map({ FilePath(bytes: $0) }) else {
                 throw failure("missing-objects needs --basedir=PATH (the object store to check)", usage: true)
             }
-            basefd = open(basedir, LinuxConstants.O_PATH | O_DIRECTORY | O_CLOEXEC)
-            guard basefd >= 0 else { throw failure("Failed to open '\(basedir)': \(errnoDescription(errno))") }
+            do { store = try ObjectStore(readingAt: basedir) } catch {
+                guard case let .store(_, _, e) = error else { throw failure("\(error)") }
+                throw failure("Failed to open '\(basedir)': \(e)")
+            }
         }
-        defer { if basefd >= 0 { close(basefd) } }
         var out = Output(tool: name)
         var objects: [[UInt8]] = []
         for path in files {
@@ -84,7 +88,7 @@ enum ComposefsInfo: Tool {
             var previous: [UInt8]? = nil
             for o in objects where o != previous {
                 previous = o
-                if basefd >= 0 && present(o, in: basefd) { continue }
+                if let store, present(o, in: store) { continue }
                 out.write(o + [0x0A])
             }
         }
@@ -93,13 +97,17 @@ enum ComposefsInfo: Tool {
 
     /// One image: `ls` and `dump` lines go out as the walk finds them;
     /// object names are collected.
-    static func list(_ path: String, command: Command, filter: Set<[UInt8]>?,
+    static func list(_ path: FilePath, command: Command, filter: Set<[UInt8]>?,
                      objects: inout [[UInt8]], out: inout Output) throws(ToolFailure) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure("Failed to open '\(path)': \(errnoDescription(errno))") }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw failure("Failed to open '\(path)': \(errnoDescription(errno))") }
+        let fd: FileDescriptor
+        let st: stat
+        do throws(Errno) {
+            fd = try .open(path, O_RDONLY)
+            do { st = try fd.stat() } catch { fd.close(); throw error }
+        } catch {
+            throw failure("Failed to open '\(path)': \(error)")
+        }
+        defer { fd.close() }
         // An image is read into memory whole (it is all metadata); only
         // very large ones are read on demand through a small block cache.
         let reader: ByteReader
@@ -148,29 +156,26 @@ enum ComposefsInfo: Tool {
     /// Images up to this size are read into memory whole.
     static let inMemoryLimit = off_t(1) << 30
 
-    /// Whether the store holds the object (a payload may start with `/`).
-    static func present(_ object: [UInt8], in basefd: Int32) -> Bool {
+    /// Whether the store holds the object (a payload may start with `/`);
+    /// anything but a regular file under its name does not count.
+    static func present(_ object: [UInt8], in store: ObjectStore) -> Bool {
         var relative = object
         if relative.first == UInt8(ascii: "/") { relative.removeFirst() }
-        var st = stat()
-        return (relative + [0]).withUnsafeBufferPointer { p in
-            p.withMemoryRebound(to: CChar.self) { fstatat(basefd, $0.baseAddress!, &st, LinuxConstants.AT_EMPTY_PATH) == 0 }
-        }
+        return (try? store.contains(relative)) ?? false
     }
 
-    static func measure(_ path: String, into out: inout Output) throws(ToolFailure) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure("Failed to open '\(path)': \(errnoDescription(errno))") }
-        defer { close(fd) }
+    static func measure(_ path: FilePath, into out: inout Output) throws(ToolFailure) {
+        let fd: FileDescriptor
+        do { fd = try .open(path, O_RDONLY) } catch { throw failure("Failed to open '\(path)': \(error)") }
+        defer { fd.close() }
         do {
             let d = try FsVerity.measureOrCompute(fd: fd, path: path)
             out.write(Array((d.hexString + "\n").utf8))
         } catch {
             out.flush()
-            if case let .io(_, e) = error {
-                throw ToolFailure(text: "composefs-info: failed to measure '\(path)': \(errnoDescription(e))")
+            switch error {
+            case let .io(_, e): throw ToolFailure(text: "composefs-info: failed to measure '\(path)': \(e)")
             }
-            throw ToolFailure(text: "")
         }
     }
 }

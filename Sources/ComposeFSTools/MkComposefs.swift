@@ -52,7 +52,7 @@ enum MkComposefs: Tool {
           --from-file           SOURCE is a composefs-dump(5) file
           --min-version=N       Lowest format version to write (default 0)
           --max-version=N       Highest format version to write (default 1)
-          --threads=N           Threads for digests and copies (default \(Parallel.availableCPUs))
+          --threads=N           Threads for digests and copies (default \(DirectoryScanner.defaultThreadCount))
           -h, --help            Show this help
 
         """
@@ -64,9 +64,9 @@ enum MkComposefs: Tool {
     }
 
     /// C `strtol` base 10 on the whole value.
-    static func parseVersion(_ text: String?, _ what: String) throws(ToolFailure) -> UInt32? {
-        guard let text else { return nil }
-        let bytes = Array(text.utf8)
+    static func parseVersion(_ value: [UInt8]?, _ what: String) throws(ToolFailure) -> UInt32? {
+        guard let bytes = value else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
         var i = 0
         while i < bytes.count, bytes[i] == 0x20 || (0x09...0x0D).contains(bytes[i]) { i += 1 }
         var negative = false
@@ -83,20 +83,22 @@ enum MkComposefs: Tool {
     }
 
     /// Reads and parses the dump in 64 KiB pieces.
-    static func parseDump(_ source: String) throws(ToolFailure) -> Node {
-        let name = source == "-" ? "<stdin>" : source
-        let fd = source == "-" ? 0 : open(source, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure("cannot open '\(source)': \(errnoDescription(errno))") }
-        defer { if fd != 0 { close(fd) } }
+    static func parseDump(_ source: FilePath) throws(ToolFailure) -> Node {
+        let stdin = source.bytes == [UInt8(ascii: "-")]
+        let name: FilePath = stdin ? "<stdin>" : source
+        let fd: FileDescriptor
+        if stdin {
+            fd = .standardInput
+        } else {
+            do { fd = try .open(source, O_RDONLY) } catch { throw failure("cannot open '\(source)': \(error)") }
+        }
+        defer { if !stdin { fd.close() } }
         var parser = DumpParser.Incremental(strict: getenv("CFS_PARSE_STRICT") != nil)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
         defer { buffer.deallocate() }
         while true {
-            let n = read(fd, buffer.baseAddress, buffer.count)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw failure("cannot read '\(name)': \(errnoDescription(errno))")
-            }
+            let n: Int
+            do { n = try fd.read(into: buffer) } catch { throw failure("cannot read '\(name)': \(error)") }
             if n == 0 { break }
             do {
                 try parser.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
@@ -120,15 +122,15 @@ enum MkComposefs: Tool {
             minV = 0
             maxV = 1
         }
-        var threadCount = Parallel.availableCPUs
-        if let threads = arguments.last(Flag.threads) {
+        var threadCount = DirectoryScanner.defaultThreadCount
+        if let threads = arguments.lastText(Flag.threads) {
             guard let n = Int(threads), n > 0 else { throw failure("Invalid threads count \(threads)") }
             threadCount = n
         }
-        let paths = arguments.operands
+        let paths = arguments.operands.map { FilePath(bytes: $0) }
         guard let source = paths.first else { throw failure("No source path specified", usage: true) }
         guard !source.isEmpty else { throw failure("Empty source path specified") }
-        var image: String? = nil
+        var image: FilePath? = nil
         if printDigestOnly {
             guard paths.count == 1 else {
                 throw failure("Cannot specify destination path with --print-digest-only", usage: true)
@@ -152,7 +154,7 @@ enum MkComposefs: Tool {
             options.skipXattrs = arguments.has(Flag.skipXattrs)
             options.userXattrsOnly = arguments.has(Flag.userXattrs)
             options.threads = threadCount
-            options.digestStore = arguments.last(Flag.digestStore)
+            options.digestStore = arguments.last(Flag.digestStore).map { FilePath(bytes: $0) }
             let progress = Terminal.isTerminal(2) ? ProgressLine() : nil
             if let progress {
                 options.progress = { @Sendable (files: Int, bytes: UInt64) in progress.update(files: files, bytes: bytes) }
@@ -170,7 +172,7 @@ enum MkComposefs: Tool {
 
     /// Streams the image to its file (or standard output, or nowhere),
     /// hashing it on the way when the digest is asked for.
-    static func write(_ root: Node, to image: String?, printDigest: Bool,
+    static func write(_ root: Node, to image: FilePath?, printDigest: Bool,
                       versions: ImageWriter.Options) throws(ToolFailure) {
         let prepared: ImageWriter.PreparedImage
         do {
@@ -183,7 +185,7 @@ enum MkComposefs: Tool {
             if image == "-" {
                 try prepared.serialize { (chunk: [UInt8]) throws(FileIO.Error) in
                     hasher?.update(chunk)
-                    try FileIO.write(fd: 1, chunk, path: "<stdout>")
+                    try FileIO.write(.standardOutput, chunk, path: "<stdout>")
                 }
             } else if let image {
                 let file = try FileIO.AtomicFile(path: image)
@@ -200,7 +202,7 @@ enum MkComposefs: Tool {
         }
         if let hasher {
             do {
-                try FileIO.write(fd: 1, Array((hasher.finalize().hexString + "\n").utf8), path: "<stdout>")
+                try FileIO.write(.standardOutput, Array((hasher.finalize().hexString + "\n").utf8), path: "<stdout>")
             } catch {
                 throw failure("\(error)")
             }

@@ -40,8 +40,8 @@ enum MountComposefs: Tool {
     }
 
     static func run(_ arguments: Arguments) throws(ToolFailure) {
-        if let type = arguments.last(Flag.type), type != "composefs" { throw failure("Unsupported fs type '\(type)'") }
-        let paths = arguments.operands
+        if let type = arguments.lastText(Flag.type), type != "composefs" { throw failure("Unsupported fs type '\(type)'") }
+        let paths = arguments.operands.map { FilePath(bytes: $0) }
         guard paths.count >= 2 else {
             throw failure(paths.isEmpty ? "No source path specified" : "No mount point specified", usage: true)
         }
@@ -49,7 +49,7 @@ enum MountComposefs: Tool {
         let (image, target) = (paths[0], paths[1])
         let parsed: Mount.Options
         do {
-            parsed = try Mount.Options.parse(arguments.last(Flag.options) ?? "")
+            parsed = try Mount.Options.parse(bytes: arguments.last(Flag.options) ?? [])
         } catch {
             throw failure("\(error)", usage: error == .noBasedir)
         }

@@ -14,7 +14,7 @@ enum Terminal {
 
     /// Best effort: a message that cannot be written is dropped.
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
-        _ = try? FileIO.write(fd: fd, bytes, path: fd == 1 ? "<stdout>" : "<stderr>")
+        try? FileDescriptor(rawValue: fd).writeAll(bytes)
     }
 }
 
@@ -41,9 +41,9 @@ struct Output {
 
     mutating func flush() {
         do {
-            try FileIO.write(fd: 1, buffer, path: "<stdout>")
+            try FileIO.write(.standardOutput, buffer, path: "<stdout>")
         } catch {
-            if error.errno != EPIPE { Terminal.error("\(tool): \(error.description)\n") }
+            if error.errno != .brokenPipe { Terminal.error("\(tool): \(error.description)\n") }
             Terminal.exit(1)
         }
         buffer.removeAll(keepingCapacity: true)

@@ -20,14 +20,14 @@ struct ToolFailure: Error {
 
 extension Tool {
     /// Parses, runs, maps failures to messages; returns the exit status.
-    static func main(_ arguments: [String]) -> Int32 {
+    static func main(_ arguments: [[UInt8]]) -> Int32 {
         if wantsHelp(arguments) {
             Terminal.output(help)
             return 0
         }
         let parsed: Arguments
         do {
-            parsed = try Arguments(arguments, options: options)
+            parsed = try Arguments(bytes: arguments, options: options)
         } catch {
             Terminal.error("\(name): \(error)\n\(usage)")
             return 1
@@ -42,13 +42,15 @@ extension Tool {
     }
 
     /// `--help` or `-h` anywhere before `--`.
-    static func wantsHelp(_ arguments: [String]) -> Bool {
+    static func wantsHelp(_ arguments: [[UInt8]]) -> Bool {
         for a in arguments {
-            if a == "--" { return false }
-            if a == "--help" || a == "-h" { return true }
+            if a == Array("--".utf8) { return false }
+            if a == Array("--help".utf8) || a == Array("-h".utf8) { return true }
         }
         return false
     }
+
+    static func wantsHelp(_ arguments: [String]) -> Bool { wantsHelp(arguments.map { Array($0.utf8) }) }
 }
 
 /// The multi-call program: the tool is the name it was called by
@@ -58,7 +60,7 @@ public enum MultiCall {
     static let names = [MkComposefs.name, ComposefsInfo.name, MountComposefs.name]
 
     /// Runs the tool called `name`; nil when there is no such tool.
-    static func run(_ name: String, _ arguments: [String]) -> Int32? {
+    static func run(_ name: String, _ arguments: [[UInt8]]) -> Int32? {
         switch name {
         case MkComposefs.name: MkComposefs.main(arguments)
         case ComposefsInfo.name: ComposefsInfo.main(arguments)
@@ -68,10 +70,15 @@ public enum MultiCall {
     }
 
     public static func main() -> Never {
-        let argv = CommandLine.arguments
+        // The arguments as the kernel passed them: bytes, not Strings.
+        let raw = (0..<Int(CommandLine.argc)).map { i -> [UInt8] in
+            guard let p = CommandLine.unsafeArgv[i] else { return [] }
+            return Array(UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: strlen(p)))
+        }
+        let argv = raw.map { String(decoding: $0, as: UTF8.self) }
         let called = argv.first.map { base($0) } ?? ""
-        if let status = run(called, Array(argv.dropFirst())) { Terminal.exit(status) }
-        if argv.count >= 2, let status = run(argv[1], Array(argv.dropFirst(2))) { Terminal.exit(status) }
+        if let status = run(called, Array(raw.dropFirst())) { Terminal.exit(status) }
+        if argv.count >= 2, let status = run(argv[1], Array(raw.dropFirst(2))) { Terminal.exit(status) }
         let text = "usage: \(called.isEmpty ? "composefs" : called) TOOL [ARGUMENTS]...\n"
             + "TOOL is one of \(names.joined(separator: ", ")); or call this program by one of those names.\n"
         if argv.count == 2 && (argv[1] == "--help" || argv[1] == "-h") {

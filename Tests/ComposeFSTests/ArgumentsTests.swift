@@ -18,26 +18,26 @@ import Testing
 
     @Test func longOptionsWithValuesBothWays() throws {
         let a = try parse(["--digest-store=/a", "src", "--threads", "3", "img"])
-        #expect(a.last(Self.store) == "/a")
-        #expect(a.last(Self.threads) == "3")
-        #expect(a.operands == ["src", "img"])
+        #expect(a.lastText(Self.store) == "/a")
+        #expect(a.lastText(Self.threads) == "3")
+        #expect(a.operandTexts == ["src", "img"])
     }
 
     @Test func valuesMayStartWithADash() throws {
-        #expect(try parse(["--threads", "-1"]).last(Self.threads) == "-1")
-        #expect(try parse(["-o", "-x"]).last(Self.o) == "-x")
-        #expect(try parse(["--digest-store="]).last(Self.store) == "")
+        #expect(try parse(["--threads", "-1"]).lastText(Self.threads) == "-1")
+        #expect(try parse(["-o", "-x"]).lastText(Self.o) == "-x")
+        #expect(try parse(["--digest-store="]).lastText(Self.store) == "")
     }
 
     @Test func theLastValueCounts() throws {
         let a = try parse(["-o", "a", "-o", "b"])
-        #expect(a.last(Self.o) == "b")
-        #expect(a.all(Self.o) == ["a", "b"])
+        #expect(a.lastText(Self.o) == "b")
+        #expect(a.all(Self.o) == [b("a"), b("b")])
     }
 
     @Test func uniquePrefixesAbbreviate() throws {
-        #expect(try parse(["--digest-s=/x"]).last(Self.store) == "/x")
-        #expect(try parse(["--th", "2"]).last(Self.threads) == "2")
+        #expect(try parse(["--digest-s=/x"]).lastText(Self.store) == "/x")
+        #expect(try parse(["--th", "2"]).lastText(Self.threads) == "2")
         // An exact name wins over longer names it is a prefix of.
         let a = try parse(["--print-digest"])
         #expect(a.has(Self.digest) && !a.has(Self.digestOnly))
@@ -49,21 +49,21 @@ import Testing
     @Test func shortOptionsCluster() throws {
         let a = try parse(["img", "dir", "-sv", "-obasedir=/x"])
         #expect(a.has(Self.s) && a.has(Self.v))
-        #expect(a.last(Self.o) == "basedir=/x")
-        #expect(a.operands == ["img", "dir"])
-        #expect(try parse(["-vo", "ro"]).last(Self.o) == "ro")
+        #expect(a.lastText(Self.o) == "basedir=/x")
+        #expect(a.operandTexts == ["img", "dir"])
+        #expect(try parse(["-vo", "ro"]).lastText(Self.o) == "ro")
     }
 
     @Test func doubleDashEndsOptionsAndDashIsAnOperand() throws {
         let a = try parse(["-", "--", "--threads", "-v"])
-        #expect(a.operands == ["-", "--threads", "-v"])
+        #expect(a.operandTexts == ["-", "--threads", "-v"])
         #expect(a.given.isEmpty)
     }
 
     @Test func withoutPermutationOptionsEndAtTheFirstOperand() throws {
         let a = try parse(["-v", "img", "-s"], permute: false)
         #expect(a.has(Self.v) && !a.has(Self.s))
-        #expect(a.operands == ["img", "-s"])
+        #expect(a.operandTexts == ["img", "-s"])
     }
 
     @Test func errorsNameTheOption() {
@@ -82,4 +82,8 @@ import Testing
         #expect(MkComposefs.wantsHelp(["-h"]))
         #expect(!MkComposefs.wantsHelp(["--", "--help"]))
     }
+}
+
+extension Arguments {
+    var operandTexts: [String] { operands.map { String(decoding: $0, as: UTF8.self) } }
 }

@@ -820,7 +820,7 @@ enum ScanTrees {
         var options = DirectoryScanner.Options()
         options.skipXattrs = true
         options.userXattrsOnly = true
-        #expect(throws: DirectoryScanner.Error.invalidOptions(source: src)) { try DirectoryScanner.scan(src, options: options) }
+        #expect(throws: DirectoryScanner.Error.invalidOptions(source: FilePath(src))) { try DirectoryScanner.scan(src, options: options) }
     }
 
     /// mkcomposefs DIR A, then composefs-info dump A | mkcomposefs
@@ -973,7 +973,7 @@ enum ScanTrees {
         #expect(r.stdout.isEmpty)
         #expect(r.err == "mkcomposefs: error accessing \(missing): No such file or directory\n")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty, "no image, no temporary file")
-        #expect(throws: DirectoryScanner.Error.access(path: missing, errno: ENOENT)) { try DirectoryScanner.scan(missing) }
+        #expect(throws: DirectoryScanner.Error.access(path: FilePath(missing), errno: .noSuchFileOrDirectory)) { try DirectoryScanner.scan(missing) }
     }
 
     /// SOURCEDIR itself is lstat'ed: a symlink to a directory is not

@@ -37,7 +37,7 @@ import Testing
         defer { close(fd) }
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
         defer { scratch.deallocate() }
-        #expect(throws: ObjectStore.Error.changed(source: path)) {
+        #expect(throws: ObjectStore.Error.changed(source: FilePath(path))) {
             try store.insert(source: fd, sourcePath: path, digest: digestOf(original),
                              size: UInt64(original.count), scratch: scratch)
         }
@@ -67,12 +67,12 @@ import Testing
         try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
         for k in 0..<40 { try dir.write("src/f\(k)", pseudoRandomBytes(5_000 + k, seed: UInt64(k))) }
         var options = DirectoryScanner.Options()
-        options.digestStore = dir.file("objects")
+        options.digestStore = FilePath(dir.file("objects"))
         options.threads = 2
         // The file disappears after the walk listed it, before its data is read.
         // (The file pass's workers start only after the walk here.)
-        var scanner = try DirectoryScanner.Scanner(source: src, options: options)
-        defer { close(scanner.rootfd) }
+        var scanner = try DirectoryScanner.Scanner(source: FilePath(src), options: options)
+        defer { scanner.root?.close() }
         let files = DirectoryScanner.FilePass(scanner: scanner)
         _ = try scanner.walk(files)
         #expect(unlink(src + "/f9") == 0)
@@ -84,7 +84,7 @@ import Testing
         } catch {
             failure = error
         }
-        #expect(failure == .access(path: src + "/f9", errno: ENOENT))
+        #expect(failure == .access(path: FilePath(src + "/f9"), errno: .noSuchFileOrDirectory))
         try Self.expectStoreCorrect(dir.file("objects"))
         #expect(!(try FileManager.default.contentsOfDirectory(atPath: dir.file("objects")).contains { $0.hasPrefix(".tmp") }))
     }

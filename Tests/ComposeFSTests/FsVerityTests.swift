@@ -132,7 +132,7 @@ import Testing
             #expect(try FsVerity.measureOrCompute(fd: fd, path: path) == FsVerity.digest(data))
         }
         let missing = dir.file("missing")
-        #expect(throws: FsVerity.Error.io(path: missing, errno: ENOENT)) { try FsVerity.digest(path: missing) }
+        #expect(throws: FsVerity.Error.io(path: FilePath(missing), errno: .noSuchFileOrDirectory)) { try FsVerity.digest(path: missing) }
     }
 
     @Test func objectPaths() {

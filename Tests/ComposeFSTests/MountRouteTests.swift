@@ -42,7 +42,7 @@ import Testing
         try f.makeImage()
         let before = Mounts.table(for: f)
         var options = Mount.Options()
-        options.basedirs = [f.store]
+        options.basedirPaths = [f.store]
         let route = try Mount.mount(image: f.image, target: f.target, options: options, environment: c.environment)
         #expect(route.imageLayer == c.expectedLayer)
         #expect(route.overlayOptions == c.expectedOptions)
@@ -66,9 +66,9 @@ import Testing
         let upper = f.dir.file("up,p:er"), work = f.dir.file("wo\\rk,")
         try sh("mv '\(f.store)' '\(store)' && mkdir '\(upper)' '\(work)'")
         var options = Mount.Options()
-        options.basedirs = [store]
-        options.upperdir = upper
-        options.workdir = work
+        options.basedirPaths = [store]
+        options.upperdir = FilePath(upper)
+        options.workdir = FilePath(work)
         let route = try Mount.mount(image: f.image, target: f.target, options: options,
                                     environment: Mount.Environment(forceLegacyOptions: legacy))
         #expect(route.overlayOptions == (legacy ? .legacy(dataOnlyLayers: true) : .fsconfig))
@@ -111,14 +111,14 @@ import Testing
         var environment = Mount.Environment(forceLoopDevice: true, forceLegacyOptions: true)
         environment.trace = { line in lines.withLock { $0.append(line) } }
         var options = Mount.Options()
-        options.basedirs = [f.store]
+        options.basedirPaths = [f.store]
         let route = try Mount.mount(image: f.image, target: f.target, options: options, environment: environment)
         try Mounts.unmount(f.target)
         guard case .loopDevice(let device) = route.image else {
             Issue.record("expected a loop device, got \(route)")
             return
         }
-        #expect(device.hasPrefix("/dev/loop"))
+        #expect(device.description.hasPrefix("/dev/loop"))
         #expect(route.description == "EROFS on loop device \(device); image layer attached in a private mount namespace; overlay options as a mount(2) string with data-only layers (lowerdir=A::B); no verity checks")
         #expect(lines.withLock { $0 }.isEmpty, "nothing fell back by itself on this kernel: \(lines.withLock { $0 })")
     }
@@ -128,11 +128,11 @@ import Testing
     @Test func optionString() throws {
         var o = Mount.Options()
         o.basedirs = ["/a,b", "/c:d\\e"]
-        #expect(Mount.LegacyOverlayOptions.string(lower: "/proc/self/fd/5", options: o, dataOnlyLayers: true, verity: false)
+        #expect(String(decoding: Mount.LegacyOverlayOptions.string(lower: "/proc/self/fd/5", options: o, dataOnlyLayers: true, verity: false), as: UTF8.self)
                 == "metacopy=on,redirect_dir=on,lowerdir=/proc/self/fd/5::/a\\,b::/c\\:d\\\\e")
         o.upperdir = "/u,1"
         o.workdir = "/w:2"
-        #expect(Mount.LegacyOverlayOptions.string(lower: "/l", options: o, dataOnlyLayers: false, verity: true)
+        #expect(String(decoding: Mount.LegacyOverlayOptions.string(lower: "/l", options: o, dataOnlyLayers: false, verity: true), as: UTF8.self)
                 == "metacopy=on,redirect_dir=on,lowerdir=/l:/a\\,b:/c\\:d\\\\e,upperdir=/u\\,1,workdir=/w\\:2,verity=require")
     }
 }

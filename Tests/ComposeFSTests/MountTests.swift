@@ -212,7 +212,7 @@ import Testing
         try f.buildTree()
         try f.makeImage()
         var options = Mount.Options()
-        options.basedirs = [f.store]
+        options.basedirPaths = [f.store]
         try Mount.mount(image: f.image, target: f.target, options: options,
                         environment: Mount.Environment(forceLoopDevice: true))
         #expect(Mounts.loopDevices(backing: f.image).count == 1, "the EROFS layer sits on a loop device")
@@ -248,7 +248,7 @@ import Testing
         }
         // The kernel's lazy lowerdata lookup fails the open (ENOENT here;
         // EIO on some kernels): an error, never wrong data.
-        #expect(e == EIO || e == ENOENT, "reading a file whose object is missing fails, got \(errnoDescription(e))")
+        #expect(e == EIO || e == ENOENT, "reading a file whose object is missing fails, got \(errnoText(e))")
         // Other files still read fine.
         #expect(try String(contentsOfFile: f.target + "/small", encoding: .utf8) == "hello\n")
     }
@@ -295,7 +295,7 @@ import Testing
         #expect(options.requireVerity)
         let actual = [UInt8](repeating: 0xcd, count: 32)
         let environment = Mount.Environment(measure: { _ in .digest(actual) })
-        #expect(throws: Mount.Error.wrongVerity(path: f.image, expected: [UInt8](repeating: 0xab, count: 32), actual: actual)) {
+        #expect(throws: Mount.Error.wrongVerity(path: FilePath(f.image), expected: [UInt8](repeating: 0xab, count: 32), actual: actual)) {
             try Mount.mount(image: f.image, target: f.target, options: options, environment: environment)
         }
         #expect(!Mounts.isMountPoint(f.target))
@@ -372,7 +372,7 @@ enum Mounts {
             rc = umount2(path, 0)
             e = errno
         }
-        try #require(rc == 0, "umount \(path): \(errnoDescription(e))")
+        try #require(rc == 0, "umount \(path): \(errnoText(e))")
     }
 
     /// Loop devices whose backing file is `image`.

@@ -401,12 +401,12 @@ final class RunningTool {
         defer { close(fd) }
         // Wrong digest.
         let wrong = FsVerity.digest(pseudoRandomBytes(5000, seed: 6))
-        #expect(throws: ObjectStore.Error.changed(source: source)) {
+        #expect(throws: ObjectStore.Error.changed(source: FilePath(source))) {
             try store.insert(source: fd, sourcePath: source, digest: wrong, size: UInt64(data.count), scratch: scratch.buffer)
         }
         // Right digest, wrong size.
         let right = FsVerity.digest(data)
-        #expect(throws: ObjectStore.Error.changed(source: source)) {
+        #expect(throws: ObjectStore.Error.changed(source: FilePath(source))) {
             try store.insert(source: fd, sourcePath: source, digest: right, size: UInt64(data.count + 10), scratch: scratch.buffer)
         }
         try store.commit()

@@ -23,8 +23,9 @@ long cfs_copy_file_range(int src, int dst, size_t length);
 /// syncfs(2): flush the filesystem holding `fd`. 0 or -1 with errno.
 int cfs_syncfs(int fd);
 
-/// O_TMPFILE for open(2) (hidden behind _GNU_SOURCE in the C headers).
+/// O_TMPFILE and O_PATH for open(2) (hidden behind _GNU_SOURCE in the C headers).
 int cfs_o_tmpfile(void);
+int cfs_o_path(void);
 
 /// CPUs in this process's affinity mask (0 if unknown).
 int cfs_affinity_cpu_count(void);

@@ -4,31 +4,32 @@ import Glibc
 /// A read-only, auto-clearing loop device over an image file: it frees
 /// itself when its last user (the mount) goes away.
 final class LoopDevice {
-    let fd: Int32
-    let path: String
+    let fd: FileDescriptor
+    let path: FilePath
 
-    init(backing imageFD: Int32, name: String) throws(Mount.Error) {
-        let control = open("/dev/loop-control", O_RDWR | O_CLOEXEC)
-        guard control >= 0 else { throw .system(step: "opening /dev/loop-control", errno: errno) }
-        defer { close(control) }
+    init(backing image: FileDescriptor, name: FilePath) throws(Mount.Error) {
+        let control: FileDescriptor
+        do { control = try .open("/dev/loop-control", O_RDWR) } catch { throw .kernel(.openLoopControl, errno: error, log: []) }
+        defer { control.close() }
         // Another process may take the free device first: try again.
         for _ in 0..<16 {
-            let n = cfs_loop_get_free(control)
-            guard n >= 0 else { throw .system(step: "finding a free loop device", errno: errno) }
-            let path = "/dev/loop\(n)"
-            let fd = open(path, O_RDWR | O_CLOEXEC)
-            guard fd >= 0 else { throw .system(step: "opening \(path)", errno: errno) }
-            if cfs_loop_configure(fd, imageFD, String(name.suffix(63))) == 0 {
+            let n = cfs_loop_get_free(control.rawValue)
+            guard n >= 0 else { throw .kernel(.findFreeLoop, errno: Errno.current, log: []) }
+            let path = FilePath("/dev/loop\(n)")
+            let fd: FileDescriptor
+            do { fd = try .open(path, O_RDWR) } catch { throw .kernel(.openLoop(path), errno: error, log: []) }
+            let label = Array(name.bytes.suffix(63))
+            if label.withCString({ cfs_loop_configure(fd.rawValue, image.rawValue, $0) }) == 0 {
                 self.fd = fd
                 self.path = path
                 return
             }
-            let e = errno
-            close(fd)
-            guard e == EBUSY else { throw .system(step: "configuring \(path)", errno: e) }
+            let e = Errno.current
+            fd.close()
+            guard e == .resourceBusy else { throw .kernel(.configureLoop(path), errno: e, log: []) }
         }
-        throw .system(step: "configuring a loop device", errno: EBUSY)
+        throw .kernel(.configureLoop(nil), errno: .resourceBusy, log: [])
     }
 
-    deinit { close(fd) }
+    deinit { fd.close() }
 }

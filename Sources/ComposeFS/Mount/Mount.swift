@@ -23,43 +23,95 @@ import Glibc
 /// cannot enforce it makes the mount fail, it is never made unverified.
 public enum Mount {
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
-        case openImage(path: String, errno: Int32)
-        case notComposefs(path: String)
-        case target(path: String, errno: Int32)
-        case objectDirectory(path: String, errno: Int32)
-        case directory(role: String, path: String, errno: Int32)
-        case openUserNamespace(path: String, errno: Int32)
-        case noVerity(path: String)
-        case wrongVerity(path: String, expected: [UInt8], actual: [UInt8])
-        case measure(path: String, errno: Int32)
+        case openImage(path: FilePath, errno: Errno)
+        case notComposefs(path: FilePath)
+        case target(path: FilePath, errno: Errno)
+        case objectDirectory(path: FilePath, errno: Errno)
+        case directory(role: Role, path: FilePath, errno: Errno)
+        case openUserNamespace(path: FilePath, errno: Errno)
+        case noVerity(path: FilePath)
+        case wrongVerity(path: FilePath, expected: [UInt8], actual: [UInt8])
+        case measure(path: FilePath, errno: Errno)
         case kernelLacks(filesystem: String)
         case verityUnsupported
         case notPermitted
-        case system(step: String, errno: Int32)
         /// A mount step the kernel refused, with what it logged about it.
-        case kernel(step: String, errno: Int32, log: [String])
+        case kernel(Step, errno: Errno, log: [String])
 
         public var description: String {
             switch self {
-            case let .openImage(p, e): "Failed to open \(p): \(errnoDescription(e))"
+            case let .openImage(p, e): "Failed to open \(p): \(e)"
             case let .notComposefs(p): "\(p) is not a composefs image (bad header)"
-            case let .target(p, e): "mount point \(p): \(errnoDescription(e))"
-            case let .objectDirectory(p, e): "object directory \(p): \(errnoDescription(e))"
-            case let .directory(role, p, e): "\(role) \(p): \(errnoDescription(e))"
-            case let .openUserNamespace(p, e): "Failed to open userns \(p): \(errnoDescription(e))"
+            case let .target(p, e): "mount point \(p): \(e)"
+            case let .objectDirectory(p, e): "object directory \(p): \(e)"
+            case let .directory(role, p, e): "\(role.rawValue) \(p): \(e)"
+            case let .openUserNamespace(p, e): "Failed to open userns \(p): \(e)"
             case let .noVerity(p):
                 "Image has no fs-verity (\(p): the kernel or filesystem has no fs-verity, or it is not enabled on the image; digest= cannot be checked)"
             case let .wrongVerity(p, want, got):
                 "Image has wrong fs-verity (\(p): digest \(got.hexString), expected \(want.hexString))"
-            case let .measure(p, e): "cannot measure \(p): \(errnoDescription(e))"
-            case let .kernelLacks(fs): "the kernel has no \(fs) support (\(errnoDescription(ENODEV)))"
+            case let .measure(p, e): "cannot measure \(p): \(e)"
+            case let .kernelLacks(fs): "the kernel has no \(fs) support (\(Errno.noDevice))"
             case .verityUnsupported:
                 "this kernel's overlayfs cannot enforce fs-verity on the objects (it rejects verity=require, which needs Linux 6.6 or later); not mounting without verification"
-            case .notPermitted: "\(errnoDescription(EPERM)) (mounting needs root or CAP_SYS_ADMIN)"
-            case let .system(step, e): "\(step): \(errnoDescription(e))"
+            case .notPermitted: "\(Errno.notPermitted) (mounting needs root or CAP_SYS_ADMIN)"
             case let .kernel(step, e, log):
-                log.isEmpty ? "\(step): \(errnoDescription(e))"
-                    : "\(step): \(errnoDescription(e)) (\(log.joined(separator: "; ")))"
+                log.isEmpty ? "\(step): \(e)" : "\(step): \(e) (\(log.joined(separator: "; ")))"
+            }
+        }
+    }
+
+    /// The writable layer's two directories.
+    public enum Role: String, Sendable {
+        case upperdir, workdir
+    }
+
+    /// The steps of a mount, as errors name them.
+    public enum Step: Equatable, Sendable, CustomStringConvertible {
+        case openFilesystem(String)
+        case noNewMountAPI(String)
+        case setOption(filesystem: String, key: String, value: [UInt8]?)
+        case mountImage
+        case mountFilesystem(String)
+        case idmapImage
+        case createOverlay(inPrivateNamespace: Bool)
+        case legacyOverlay
+        case cloneOverlay
+        case attachImageLayer
+        case attachOverlay(target: FilePath)
+        case unshareMounts
+        case makeMountsPrivate
+        case startNamespaceThread
+        case namespaceThread
+        case openLoopControl
+        case findFreeLoop
+        case openLoop(FilePath)
+        case configureLoop(FilePath?)
+
+        public var description: String {
+            switch self {
+            case .openFilesystem(let fs): "fsopen \(fs)"
+            case .noNewMountAPI(let fs): "fsopen \(fs) (the kernel has no new mount API)"
+            case let .setOption(fs, key, value?): "\(fs) option \(key)=\(String(decoding: value, as: UTF8.self))"
+            case let .setOption(fs, key, nil): "\(fs) option \(key)"
+            case .mountImage: "mounting the EROFS image"
+            case .mountFilesystem(let fs): "fsmount \(fs)"
+            case .idmapImage: "idmapping the EROFS mount"
+            case .createOverlay(false): "creating the overlay"
+            case .createOverlay(true): "creating the overlay (image layer in a private mount namespace)"
+            case .legacyOverlay: "mounting the overlay (mount(2) option string)"
+            case .cloneOverlay: "cloning the overlay mount"
+            case .attachImageLayer: "attaching the image layer in a private mount namespace"
+            case .attachOverlay(let target): "attaching the overlay at \(target)"
+            case .unshareMounts: "creating a private mount namespace"
+            case .makeMountsPrivate: "making the mounts of the private mount namespace private"
+            case .startNamespaceThread: "starting a thread for a private mount namespace"
+            case .namespaceThread: "the private mount namespace's thread"
+            case .openLoopControl: "opening /dev/loop-control"
+            case .findFreeLoop: "finding a free loop device"
+            case .openLoop(let p): "opening \(p)"
+            case .configureLoop(let p?): "configuring \(p)"
+            case .configureLoop(nil): "configuring a loop device"
             }
         }
     }
@@ -70,7 +122,7 @@ public enum Mount {
             /// EROFS reads the image file directly.
             case file
             /// Through this auto-clearing, read-only loop device.
-            case loopDevice(String)
+            case loopDevice(FilePath)
         }
 
         public enum ImageLayer: Equatable, Sendable {
@@ -117,7 +169,7 @@ public enum Mount {
     /// kernel's FS_IOC_MEASURE_VERITY), forcing each fallback on a kernel
     /// that would not need it, and a trace of the decisions taken.
     public struct Environment: @unchecked Sendable {
-        public var measure: (Int32) throws(FsVerity.Error) -> FsVerity.Measurement
+        public var measure: (FileDescriptor) throws(FsVerity.Error) -> FsVerity.Measurement
         /// Use a loop device even where EROFS can read the file.
         public var forceLoopDevice: Bool
         /// Attach the image layer in a private namespace without first
@@ -130,7 +182,7 @@ public enum Mount {
         /// Receives one line per fallback taken (mount.composefs -v).
         public var trace: ((String) -> Void)?
 
-        public init(measure: @escaping (Int32) throws(FsVerity.Error) -> FsVerity.Measurement = { fd throws(FsVerity.Error) in try FsVerity.measure(fd: fd) },
+        public init(measure: @escaping (FileDescriptor) throws(FsVerity.Error) -> FsVerity.Measurement = { fd throws(FsVerity.Error) in try FsVerity.measure(fd: fd) },
                     forceLoopDevice: Bool = false,
                     forcePrivateNamespace: Bool = false,
                     forceLegacyOptions: Bool = false,
@@ -150,50 +202,49 @@ public enum Mount {
     /// Mounts `image` at `target`. On failure nothing is left mounted or
     /// created. Returns the way the kernel accepted.
     @discardableResult
-    public static func mount(image: String, target: String, options: Options,
+    public static func mount(image: FilePath, target: FilePath, options: Options,
                              environment: Environment = Environment()) throws(Error) -> Route {
         // Everything that can be checked is checked before anything is mounted.
         try requireDirectory(target) { .target(path: target, errno: $0) }
         for dir in options.basedirs { try requireDirectory(dir) { .objectDirectory(path: dir, errno: $0) } }
-        if let u = options.upperdir { try requireDirectory(u) { .directory(role: "upperdir", path: u, errno: $0) } }
-        if let w = options.workdir { try requireDirectory(w) { .directory(role: "workdir", path: w, errno: $0) } }
+        if let u = options.upperdir { try requireDirectory(u) { .directory(role: .upperdir, path: u, errno: $0) } }
+        if let w = options.workdir { try requireDirectory(w) { .directory(role: .workdir, path: w, errno: $0) } }
 
-        let imageFD = open(image, O_RDONLY | O_CLOEXEC)
-        guard imageFD >= 0 else { throw .openImage(path: image, errno: errno) }
-        defer { close(imageFD) }
+        let imageFD: FileDescriptor
+        do { imageFD = try .open(image, O_RDONLY) } catch { throw .openImage(path: image, errno: error) }
+        defer { imageFD.close() }
 
-        var usernsFD: Int32 = -1
+        var userns: FileDescriptor? = nil
         if let path = options.idmap {
-            usernsFD = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
-            guard usernsFD >= 0 else { throw .openUserNamespace(path: path, errno: errno) }
+            do { userns = try .open(path, O_RDONLY | O_NOCTTY) } catch { throw .openUserNamespace(path: path, errno: error) }
         }
-        defer { if usernsFD >= 0 { close(usernsFD) } }
+        defer { userns?.close() }
 
         if let expected = options.digest {
             try checkDigest(imageFD: imageFD, image: image, expected: expected, environment: environment)
         }
 
         var header = [UInt8](repeating: 0, count: ComposefsHeader.size)
-        let n = header.withUnsafeMutableBytes { pread(imageFD, $0.baseAddress, $0.count, 0) }
+        let n = try? withMutableBytes(&header) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try imageFD.readAll(into: b, at: 0) }
         guard n == ComposefsHeader.size, let h = try? ImageReader.header(header) else { throw .notComposefs(path: image) }
 
-        let erofs = try ImageMount(imageFD: imageFD, imagePath: image, hasACL: h.hasACL,
-                                   usernsFD: usernsFD, environment: environment)
-        defer { close(erofs.fd) }
+        let erofs = try ImageMount(image: imageFD, imagePath: image, hasACL: h.hasACL,
+                                   userns: userns, environment: environment)
+        defer { erofs.fd.close() }
         let overlay = try OverlayBuilder(lower: erofs.fd, target: target, options: options,
                                          environment: environment).build()
-        defer { close(overlay.fd) }
-        try attach(overlay.fd, at: target, step: "attaching the overlay at \(target)")
+        defer { overlay.fd.close() }
+        try attach(overlay.fd, at: target, step: .attachOverlay(target: target))
         return Route(image: erofs.route, imageLayer: overlay.imageLayer,
                      overlayOptions: overlay.options, verity: overlay.verity)
     }
 
-    static func checkDigest(imageFD: Int32, image: String, expected: [UInt8],
+    static func checkDigest(imageFD: FileDescriptor, image: FilePath, expected: [UInt8],
                             environment: Environment) throws(Error) {
         let measured: FsVerity.Measurement
         do { measured = try environment.measure(imageFD) } catch {
             if case let .io(_, e) = error { throw .measure(path: image, errno: e) }
-            throw .measure(path: image, errno: EIO)
+            throw .measure(path: image, errno: .ioError)
         }
         switch measured {
         case .unavailable: throw .noVerity(path: image)
@@ -202,17 +253,24 @@ public enum Mount {
         }
     }
 
-    static func requireDirectory(_ path: String, _ error: (Int32) -> Error) throws(Error) {
-        var st = stat()
-        guard stat(path, &st) == 0 else { throw error(errno) }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw error(ENOTDIR) }
+    static func requireDirectory(_ path: FilePath, _ make: (Errno) -> Error) throws(Error) {
+        let st: stat
+        do {
+            let fd = try FileDescriptor.open(path, FileDescriptor.pathOnly)
+            defer { fd.close() }
+            st = try fd.stat()
+        } catch {
+            throw make(error)
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw make(.notDirectory) }
     }
 
     /// Attaches a detached mount at `target` (`move_mount`).
-    static func attach(_ mount: Int32, at target: String, step: String) throws(Error) {
-        guard cfs_move_mount(mount, target) == 0 else {
-            let e = errno
-            throw e == EPERM ? .notPermitted : .system(step: step, errno: e)
+    static func attach(_ mount: FileDescriptor, at target: FilePath, step: Step) throws(Error) {
+        let rc = target.withCString { cfs_move_mount(mount.rawValue, $0) }
+        guard rc == 0 else {
+            let e = Errno.current
+            throw e == .notPermitted ? .notPermitted : .kernel(step, errno: e, log: [])
         }
     }
 }

@@ -2,17 +2,17 @@ extension Mount {
     /// What `-o` says (FORMAT.md §20.1).
     public struct Options: Equatable, Sendable {
         /// Object store directories, searched in order (data-only lower layers).
-        public var basedirs: [String] = []
+        public var basedirs: [FilePath] = []
         /// Expected fs-verity digest of the image (32 bytes); implies `requireVerity`.
         public var digest: [UInt8]? = nil
         /// Every object must have fs-verity with the digest the image names.
         public var requireVerity = false
         /// Ask overlayfs for verity checks where it can do them.
         public var tryVerity = false
-        public var upperdir: String? = nil
-        public var workdir: String? = nil
+        public var upperdir: FilePath? = nil
+        public var workdir: FilePath? = nil
         /// A user namespace file (`/proc/PID/ns/user`) for an idmapped mount.
-        public var idmap: String? = nil
+        public var idmap: FilePath? = nil
         public var readOnly = false
 
         public init() {}
@@ -21,33 +21,39 @@ extension Mount {
         /// character literal (so values may hold `,`); values are unescaped,
         /// keys are not.
         public static func parse(_ text: String) throws(OptionError) -> Options {
+            try parse(bytes: Array(text.utf8))
+        }
+
+        /// The option string as bytes (paths in it need not be UTF-8).
+        public static func parse(bytes text: [UInt8]) throws(OptionError) -> Options {
             var o = Options()
             var tryVerityAsked = false
-            for raw in split(Array(text.utf8)) where !raw.isEmpty {
+            for raw in split(text) where !raw.isEmpty {
                 let eq = raw.firstIndex(of: UInt8(ascii: "="))
                 let key = String(decoding: raw[..<(eq ?? raw.endIndex)], as: UTF8.self)
                 let value = eq.map { unescape(raw[($0 + 1)...]) }
-                func required() throws(OptionError) -> String {
+                func required() throws(OptionError) -> [UInt8] {
                     guard let value, !value.isEmpty else { throw .missingValue(key) }
                     return value
                 }
+                func shown(_ v: [UInt8]) -> String { String(decoding: v, as: UTF8.self) }
                 switch key {
                 case "basedir":
                     let v = try required()
-                    let parts = v.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-                    guard !parts.contains(where: \.isEmpty) else { throw .badBasedir(v) }
-                    o.basedirs = parts
+                    let parts = v.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
+                    guard !parts.contains(where: \.isEmpty) else { throw .badBasedir(shown(v)) }
+                    o.basedirs = parts.map { FilePath(bytes: Array($0)) }
                 case "digest":
                     let v = try required()
-                    guard v.utf8.count == 64, let d = [UInt8](hexDigits: Array(v.utf8)) else { throw .badDigest(v) }
+                    guard v.count == 64, let d = [UInt8](hexDigits: v) else { throw .badDigest(shown(v)) }
                     o.digest = d
                     o.requireVerity = true
                 case "verity": o.requireVerity = true
                 case "tryverity": tryVerityAsked = true
                 case "noverity": break
-                case "upperdir": o.upperdir = try required()
-                case "workdir": o.workdir = try required()
-                case "idmap": o.idmap = try required()
+                case "upperdir": o.upperdir = FilePath(bytes: try required())
+                case "workdir": o.workdir = FilePath(bytes: try required())
+                case "idmap": o.idmap = FilePath(bytes: try required())
                 case "ro": o.readOnly = true
                 case "rw": o.readOnly = false
                 default: throw .unsupported(String(decoding: raw, as: UTF8.self))
@@ -78,7 +84,7 @@ extension Mount {
             return out
         }
 
-        static func unescape(_ bytes: ArraySlice<UInt8>) -> String {
+        static func unescape(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
             var out: [UInt8] = []
             var i = bytes.startIndex
             while i < bytes.endIndex {
@@ -90,7 +96,7 @@ extension Mount {
                     i += 1
                 }
             }
-            return String(decoding: out, as: UTF8.self)
+            return out
         }
     }
 

@@ -6,14 +6,14 @@ extension Mount {
     /// most capable way the kernel accepts (see ``Mount``).
     struct OverlayBuilder {
         /// The detached EROFS mount.
-        let lower: Int32
-        let target: String
+        let lower: FileDescriptor
+        let target: FilePath
         let options: Options
         let environment: Environment
 
         struct Built {
             /// A detached mount of the overlay; the caller attaches and closes it.
-            var fd: Int32
+            var fd: FileDescriptor
             var imageLayer: Route.ImageLayer
             var options: Route.OverlayOptions
             var verity: Bool
@@ -21,7 +21,7 @@ extension Mount {
 
         /// The image layer as overlayfs sees it: the mount descriptor's
         /// magic link resolves to the mount itself, attached or not.
-        var lowerPath: String { "/proc/self/fd/\(lower)" }
+        var lowerPath: FilePath { lower.procPath }
 
         func build() throws(Error) -> Built {
             if environment.forceLegacyOptions { return try buildLegacy() }
@@ -41,8 +41,8 @@ extension Mount {
                                  options: .fsconfig, verity: verity)
                 }
                 let log = context.messages()
-                guard e == EINVAL else { throw .kernel(step: "creating the overlay", errno: e, log: log) }
-                environment.note("overlayfs refused the detached image layer (\(([errnoDescription(e)] + log).joined(separator: "; "))): attaching it in a private mount namespace")
+                guard e == .invalidArgument else { throw .kernel(.createOverlay(inPrivateNamespace: false), errno: e, log: log) }
+                environment.note("overlayfs refused the detached image layer (\(([e.description] + log).joined(separator: "; "))): attaching it in a private mount namespace")
             }
             let builder = self
             let built = try PrivateMountNamespace.run { () throws(Error) -> Built? in
@@ -50,7 +50,7 @@ extension Mount {
                 let context = try FilesystemContext("overlay")
                 guard let verity = try builder.configure(context) else { return nil }
                 if let e = context.tryCreate() {
-                    throw context.failure("creating the overlay (image layer in a private mount namespace)", e)
+                    throw context.failure(.createOverlay(inPrivateNamespace: true), e)
                 }
                 return Built(fd: try context.mount(readOnly: builder.options.readOnly), imageLayer: .privateNamespace,
                              options: .fsconfig, verity: verity)
@@ -65,7 +65,7 @@ extension Mount {
         /// options is hidden by it; overlayfs reaches the layer through
         /// `lowerPath`.
         func attachImageLayer() throws(Error) {
-            try attach(lower, at: "/", step: "attaching the image layer in a private mount namespace")
+            try attach(lower, at: "/", step: .attachImageLayer)
         }
 
         /// Sets every option through `fsconfig`. Returns whether
@@ -78,14 +78,14 @@ extension Mount {
             var verity = false
             if options.requireVerity {
                 if let e = context.trySet("verity", "require") {
-                    if e == EINVAL { throw .verityUnsupported }
-                    throw context.failure("overlay option verity=require", e)
+                    if e == .invalidArgument { throw .verityUnsupported }
+                    throw context.failure(.setOption(filesystem: "overlay", key: "verity", value: Array("require".utf8)), e)
                 }
                 verity = true
             } else if options.tryVerity {
                 verity = context.trySet("verity", "require") == nil
             }
-            var layers = [("lowerdir+", lowerPath)] + options.basedirs.map { ("datadir+", $0) }
+            var layers: [(String, [UInt8])] = [("lowerdir+", lowerPath.bytes)] + options.basedirs.map { ("datadir+", $0.bytes) }
             // overlayfs removes backslash escapes from upperdir and workdir
             // (not from lowerdir+ and datadir+), through fsconfig too.
             if let upper = options.upperdir, let work = options.workdir {
@@ -97,8 +97,10 @@ extension Mount {
                     let log = context.messages()
                     // Unknown keys (lowerdir+, datadir+ before 6.7) and
                     // other refusals: the option string may still work.
-                    guard e == EINVAL else { throw .kernel(step: "overlay option \(key)=\(value)", errno: e, log: log) }
-                    environment.note("overlayfs refused \(key) through fsconfig (\(([errnoDescription(e)] + log).joined(separator: "; "))): using a mount(2) option string")
+                    guard e == .invalidArgument else {
+                        throw .kernel(.setOption(filesystem: "overlay", key: key, value: value), errno: e, log: log)
+                    }
+                    environment.note("overlayfs refused \(key) through fsconfig (\(([e.description] + log).joined(separator: "; "))): using a mount(2) option string")
                     return nil
                 }
             }
@@ -115,39 +117,45 @@ extension Mount {
             let forms = environment.forcePlainLowerLayers ? [false] : [true, false]
             let builder = self
             let (options, target, environment, lowerPath) = (options, target, environment, lowerPath)
+            func mount(_ data: [UInt8], readOnly: Bool, silent: Bool) -> Errno? {
+                let rc = target.withCString { t in
+                    data.withCString { d in cfs_mount_overlay_legacy("composefs", t, readOnly ? 1 : 0, silent ? 1 : 0, d) }
+                }
+                return rc == 0 ? nil : Errno.current
+            }
             return try PrivateMountNamespace.run { () throws(Error) -> Built in
                 try builder.attachImageLayer()
-                var last: Int32 = 0
+                var last = Errno(0)
                 for dataOnly in forms {
                     let data = LegacyOverlayOptions.string(lower: lowerPath, options: options,
                                                            dataOnlyLayers: dataOnly, verity: options.requireVerity)
-                    if cfs_mount_overlay_legacy("composefs", target, options.readOnly ? 1 : 0, dataOnly ? 1 : 0, data) == 0 {
-                        let clone = cfs_open_tree_clone(target)
-                        guard clone >= 0 else { throw .system(step: "cloning the overlay mount", errno: errno) }
-                        return Built(fd: clone, imageLayer: .privateNamespace,
+                    guard let e = mount(data, readOnly: options.readOnly, silent: dataOnly) else {
+                        let clone = target.withCString { cfs_open_tree_clone($0) }
+                        guard clone >= 0 else { throw .kernel(.cloneOverlay, errno: Errno.current, log: []) }
+                        return Built(fd: FileDescriptor(rawValue: clone), imageLayer: .privateNamespace,
                                      options: .legacy(dataOnlyLayers: dataOnly), verity: options.requireVerity)
                     }
-                    last = errno
-                    guard last == EINVAL else { break }
+                    last = e
+                    guard e == .invalidArgument else { break }
                     if dataOnly {
-                        environment.note("overlayfs rejected data-only lower layers (\(errnoDescription(last))): trying plain lower layers")
+                        environment.note("overlayfs rejected data-only lower layers (\(e)): trying plain lower layers")
                     }
                 }
-                if last == EPERM { throw .notPermitted }
+                if last == .notPermitted { throw .notPermitted }
                 // Whether verity=require is what the kernel rejects: the
                 // same mount without it, made here and dropped at once
                 // (this namespace is nobody else's), tells.
-                if last == EINVAL && options.requireVerity {
+                if last == .invalidArgument && options.requireVerity {
                     for dataOnly in forms {
                         let data = LegacyOverlayOptions.string(lower: lowerPath, options: options,
                                                                dataOnlyLayers: dataOnly, verity: false)
-                        if cfs_mount_overlay_legacy("composefs", target, 1, 1, data) == 0 {
-                            umount2(target, Int32(MNT_DETACH))
+                        if mount(data, readOnly: true, silent: true) == nil {
+                            _ = target.withCString { umount2($0, Int32(MNT_DETACH)) }
                             throw .verityUnsupported
                         }
                     }
                 }
-                throw .system(step: "mounting the overlay (mount(2) option string)", errno: last)
+                throw .kernel(.legacyOverlay, errno: last, log: [])
             }
         }
     }
@@ -156,23 +164,23 @@ extension Mount {
     /// backslash before `\`, `,` (the option separator) and `:` (the
     /// layer separator), which overlayfs removes again.
     enum LegacyOverlayOptions {
-        static func string(lower: String, options: Options, dataOnlyLayers: Bool, verity: Bool) -> String {
-            let separator = dataOnlyLayers ? "::" : ":"
-            var s = "metacopy=on,redirect_dir=on,lowerdir=" + escape(lower)
+        static func string(lower: FilePath, options: Options, dataOnlyLayers: Bool, verity: Bool) -> [UInt8] {
+            let separator = Array((dataOnlyLayers ? "::" : ":").utf8)
+            var s = Array("metacopy=on,redirect_dir=on,lowerdir=".utf8) + escape(lower)
             for dir in options.basedirs { s += separator + escape(dir) }
             if let upper = options.upperdir, let work = options.workdir {
-                s += ",upperdir=" + escape(upper) + ",workdir=" + escape(work)
+                s += Array(",upperdir=".utf8) + escape(upper) + Array(",workdir=".utf8) + escape(work)
             }
-            if verity { s += ",verity=require" }
+            if verity { s += Array(",verity=require".utf8) }
             return s
         }
 
-        static func escape(_ path: String) -> String {
-            var out = ""
-            out.unicodeScalars.reserveCapacity(path.unicodeScalars.count)
-            for c in path.unicodeScalars {
-                if c == "\\" || c == "," || c == ":" { out.unicodeScalars.append("\\") }
-                out.unicodeScalars.append(c)
+        static func escape(_ path: FilePath) -> [UInt8] {
+            var out: [UInt8] = []
+            out.reserveCapacity(path.bytes.count)
+            for c in path.bytes {
+                if c == UInt8(ascii: "\\") || c == UInt8(ascii: ",") || c == UInt8(ascii: ":") { out.append(UInt8(ascii: "\\")) }
+                out.append(c)
             }
             return out
         }

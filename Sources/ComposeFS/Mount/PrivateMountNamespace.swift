@@ -19,10 +19,10 @@ enum PrivateMountNamespace {
         let thunk = Thunk {
             do throws(Mount.Error) {
                 guard cfs_unshare_mount_namespace() == 0 else {
-                    throw .kernel(step: "creating a private mount namespace", errno: errno, log: [])
+                    throw .kernel(.unshareMounts, errno: Errno.current, log: [])
                 }
                 guard cfs_make_mounts_private("/") == 0 else {
-                    throw .kernel(step: "making the mounts of the private mount namespace private", errno: errno, log: [])
+                    throw .kernel(.makeMountsPrivate, errno: Errno.current, log: [])
                 }
                 outcome.result = .success(try body())
             } catch {
@@ -37,11 +37,11 @@ enum PrivateMountNamespace {
         }, context)
         guard rc == 0 else {
             Unmanaged<Thunk>.fromOpaque(context).release()
-            throw .kernel(step: "starting a thread for a private mount namespace", errno: rc, log: [])
+            throw .kernel(.startNamespaceThread, errno: Errno(rc), log: [])
         }
         pthread_join(thread, nil)
         guard let result = outcome.result else {
-            throw .kernel(step: "the private mount namespace's thread", errno: EINTR, log: [])
+            throw .kernel(.namespaceThread, errno: .interrupted, log: [])
         }
         return try result.get()
     }

@@ -14,8 +14,8 @@ public enum DirectoryScanner {
         public var skipDevices = false
         public var skipXattrs = false
         public var userXattrsOnly = false
-        public var threads = Parallel.availableCPUs
-        public var digestStore: String? = nil
+        public var threads = DirectoryScanner.defaultThreadCount
+        public var digestStore: FilePath? = nil
         /// Called from worker threads with (files done, bytes done) as the
         /// file pass goes on.
         public var progress: (@Sendable (Int, UInt64) -> Void)? = nil
@@ -24,25 +24,28 @@ public enum DirectoryScanner {
     }
 
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
-        case access(path: String, errno: Int32)
-        case invalidOptions(source: String)
-        case xattr(path: String, Node.Error)
-        case changed(path: String, expected: UInt64, found: UInt64)
-        case digest(path: String, errno: Int32)
+        case access(path: FilePath, errno: Errno)
+        case invalidOptions(source: FilePath)
+        case xattr(path: FilePath, Node.Error)
+        case changed(path: FilePath, expected: UInt64, found: UInt64)
+        case digest(path: FilePath, errno: Errno)
         case store(ObjectStore.Error)
 
         public var description: String {
             switch self {
-            case let .access(p, e): "error accessing \(p): \(errnoDescription(e))"
-            case let .invalidOptions(source): "error accessing \(source): \(errnoDescription(EINVAL)) (--skip-xattrs and --user-xattrs together)"
-            case let .xattr(p, e): "error accessing \(p): \(errnoDescription(ERANGE)) (\(e))"
+            case let .access(p, e): "error accessing \(p): \(e)"
+            case let .invalidOptions(source): "error accessing \(source): \(Errno.invalidArgument) (--skip-xattrs and --user-xattrs together)"
+            case let .xattr(p, e): "error accessing \(p): \(Errno.outOfRange) (\(e))"
             case let .changed(p, want, got):
                 "error accessing \(p): file changed during the scan (\(want) bytes when listed, \(got) when read)"
-            case let .digest(p, e): "error computing digest: \(errnoDescription(e)) (\(p))"
+            case let .digest(p, e): "error computing digest: \(e) (\(p))"
             case let .store(e): "cannot fill store: \(e)"
             }
         }
     }
+
+    /// Worker threads by default: the CPUs this process may run on.
+    public static var defaultThreadCount: Int { Parallel.availableCPUs }
 
     /// Files whose contents are inlined rather than referenced (§19.2).
     public static let inlineLimit: UInt64 = 64
@@ -57,10 +60,10 @@ public enum DirectoryScanner {
     /// The walk (metadata, in one thread) and the file pass (contents:
     /// inline data, digests, store copies; on `options.threads` threads)
     /// overlap: files are handed to the workers as the walk finds them.
-    public static func scan(_ source: String, options: Options = Options()) throws(Error) -> Node {
+    public static func scan(_ source: FilePath, options: Options = Options()) throws(Error) -> Node {
         if options.skipXattrs && options.userXattrsOnly { throw .invalidOptions(source: source) }
         var scanner = try Scanner(source: source, options: options)
-        defer { close(scanner.rootfd) }
+        defer { scanner.root?.close() }
         let files = FilePass(scanner: scanner)
         files.start()
         let root: Node
@@ -75,28 +78,29 @@ public enum DirectoryScanner {
     }
 
     struct Scanner {
-        let source: String
+        let source: FilePath
         let options: Options
-        let rootfd: Int32
+        /// The source directory; nil when the source is not one.
+        let root: FileDescriptor?
         let rootStat: stat
 
-        init(source: String, options: Options) throws(Error) {
+        init(source: FilePath, options: Options) throws(Error) {
             self.source = source
             self.options = options
-            var st = stat()
-            guard lstat(source, &st) == 0 else { throw .access(path: source, errno: errno) }
-            rootStat = st
-            if (st.st_mode & S_IFMT) == S_IFDIR {
-                let fd = Glibc.open(source, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                guard fd >= 0 else { throw .access(path: source, errno: errno) }
-                rootfd = fd
+            let cwd = FileDescriptor(rawValue: AT_FDCWD)
+            do { rootStat = try cwd.stat(source) } catch { throw .access(path: source, errno: error) }
+            if (rootStat.st_mode & S_IFMT) == S_IFDIR {
+                do { root = try .open(source, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) } catch {
+                    throw .access(path: source, errno: error)
+                }
             } else {
-                rootfd = -1
+                root = nil
             }
         }
 
-        func display(_ rel: [UInt8]) -> String {
-            rel.isEmpty ? source : (source.hasSuffix("/") ? source : source + "/") + String(bytes: rel)
+        /// How a path below the source shows in messages.
+        func display(_ rel: [UInt8]) -> FilePath {
+            rel.isEmpty ? source : source.appending(rel)
         }
 
         func makeNode(name: [UInt8], _ st: stat) -> Node {
@@ -116,73 +120,61 @@ public enum DirectoryScanner {
         /// (which also reads their xattrs, from the open file), everything
         /// else is complete when the walk is.
         mutating func walk(_ files: FilePass) throws(Error) -> Node {
-            let root = makeNode(name: [], rootStat)
-            guard rootfd >= 0 else {   // the writer reports a non-directory root
-                if !options.skipXattrs { try readXattrs(into: root, path: Array(source.utf8), display: source) }
-                return root
+            let rootNode = makeNode(name: [], rootStat)
+            guard let root else {   // the writer reports a non-directory root
+                if !options.skipXattrs { try readXattrs(into: rootNode, from: .path(source), display: source) }
+                return rootNode
             }
-            if !options.skipXattrs { try readXattrs(into: root, fd: rootfd, display: source) }
+            if !options.skipXattrs { try readXattrs(into: rootNode, from: .descriptor(root), display: source) }
             var batch: [FilePass.Job] = []
             var linkBuffer = [UInt8](repeating: 0, count: Node.maxPathLength)
-            var stack: [(Node, [UInt8])] = [(root, [])]
+            var stack: [(Node, [UInt8])] = [(rootNode, [])]
             while let (dir, rel) = stack.popLast() {
                 if files.isStopped { break }
                 let shown = display(rel)
-                let dfd = rel.isEmpty
-                    ? dup(rootfd)
-                    : DirectoryScanner.open(rel, under: rootfd, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                guard dfd >= 0, let handle = fdopendir(dfd) else {
-                    let e = errno
-                    throw .access(path: shown, errno: e)
+                let dfd: FileDescriptor
+                do {
+                    dfd = rel.isEmpty ? try root.duplicate()
+                        : try DirectoryScanner.open(rel, under: root, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+                } catch {
+                    throw .access(path: shown, errno: error)
                 }
-                defer { closedir(handle) }
-                if !rel.isEmpty && !options.skipXattrs { try readXattrs(into: dir, fd: dfd, display: shown) }
-                // "/proc/self/fd/N/NAME", NUL-terminated, for the entries
-                // that are neither directories nor files with data.
-                let procDir = Array("/proc/self/fd/\(dfd)/".utf8)
-                var procPath = procDir
+                var entries: DirectoryStream
+                do { entries = try DirectoryStream(dfd) } catch { throw .access(path: shown, errno: error) }
+                if !rel.isEmpty && !options.skipXattrs { try readXattrs(into: dir, from: .descriptor(dfd), display: shown) }
+                // "/proc/self/fd/N/NAME" for the entries that are neither
+                // directories nor files with data.
+                let procDir = dfd.procPath.bytes + [UInt8(ascii: "/")]
                 while true {
-                    errno = 0
-                    guard let ent = readdir(handle) else {
-                        if errno != 0 { throw .access(path: shown, errno: errno) }
-                        break
-                    }
-                    // d_name, NUL included, straight from the dirent.
-                    let cname: [CChar] = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                        let n = raw.firstIndex(of: 0) ?? raw.count
-                        return [CChar](unsafeUninitializedCapacity: n + 1) { out, count in
-                            for k in 0..<n { out[k] = CChar(bitPattern: raw[k]) }
-                            out[n] = 0
-                            count = n + 1
-                        }
-                    }
-                    let nameLength = cname.count - 1
-                    if cname[0] == 0x2E && (nameLength == 1 || (nameLength == 2 && cname[1] == 0x2E)) { continue }
-                    let name = cname[0..<nameLength].map { UInt8(bitPattern: $0) }
+                    let next: UnsafeBufferPointer<UInt8>?
+                    do { next = try entries.next() } catch { throw .access(path: shown, errno: error) }
+                    guard let entry = next else { break }
+                    let name = Array(entry)
+                    let local = FilePath(bytes: name)
                     func childRel() -> [UInt8] { rel.isEmpty ? name : rel + [UInt8(ascii: "/")] + name }
-                    var st = stat()
-                    guard fstatat(dfd, cname, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
-                        throw .access(path: display(childRel()), errno: errno)
-                    }
+                    let st: stat
+                    do { st = try dfd.stat(local) } catch { throw .access(path: display(childRel()), errno: error) }
                     let type = st.st_mode & S_IFMT
                     if options.skipDevices && (type == S_IFBLK || type == S_IFCHR) { continue }
                     let node = makeNode(name: name, st)
                     if type == S_IFLNK {
-                        let n = linkBuffer.withUnsafeMutableBytes {
-                            readlinkat(dfd, cname, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count)
+                        let n: Int
+                        do {
+                            n = try withMutableBytes(&linkBuffer) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in
+                                try dfd.readLink(local, into: b)
+                            }
+                        } catch {
+                            throw .access(path: display(childRel()), errno: error)
                         }
-                        guard n >= 0 else { throw .access(path: display(childRel()), errno: errno) }
-                        guard n > 0, n < Node.maxPathLength else { throw .access(path: display(childRel()), errno: ENAMETOOLONG) }
+                        guard n > 0, n < Node.maxPathLength else { throw .access(path: display(childRel()), errno: .nameTooLong) }
                         node.payload = Array(linkBuffer[0..<n])
                         node.size = UInt64(n)
                     }
                     let hasData = type == S_IFREG && node.size > 0
                     if !options.skipXattrs && type != S_IFDIR && !hasData {
-                        procPath.removeSubrange(procDir.count...)
-                        procPath.append(contentsOf: name)
-                        try readXattrs(into: node, path: procPath, display: display(childRel()))
+                        try readXattrs(into: node, from: .path(FilePath(bytes: procDir + name)), display: display(childRel()))
                     }
-                    do { try dir.addChild(node) } catch { throw .access(path: display(childRel()), errno: EINVAL) }
+                    do { try dir.addChild(node) } catch { throw .access(path: display(childRel()), errno: .invalidArgument) }
                     if type == S_IFDIR {
                         stack.append((node, childRel()))
                     } else if hasData {
@@ -196,115 +188,53 @@ public enum DirectoryScanner {
                 files.add(batch)
                 batch.removeAll(keepingCapacity: true)
             }
-            return root
+            return rootNode
         }
 
-        /// xattrs of an open file or directory (`flistxattr`/`fgetxattr`).
-        func readXattrs(into node: Node, fd: Int32, display: String) throws(Error) {
-            try readXattrs(into: node, display: display,
-                           list: { flistxattr(fd, $0, $1) },
-                           get: { fgetxattr(fd, $0, $1, $2) })
-        }
-
-        /// `llistxattr`/`lgetxattr` on `path` (the entry itself, never a
-        /// symlink's target). A filesystem without xattrs has none.
-        func readXattrs(into node: Node, path: [UInt8], display: String) throws(Error) {
-            let cpath = path + [0]
-            try cpath.withUnsafeBufferPointer { (p: UnsafeBufferPointer<UInt8>) throws(Error) in
-                try p.withMemoryRebound(to: CChar.self) { (pp: UnsafeBufferPointer<CChar>) throws(Error) in
-                    let path = pp.baseAddress!
-                    try readXattrs(into: node, display: display,
-                                   list: { llistxattr(path, $0, $1) },
-                                   get: { lgetxattr(path, $0, $1, $2) })
-                }
-            }
-        }
-
-        /// Every xattr (or the `user.` ones) through `list` and `get`
-        /// (listxattr/getxattr calls), each value read with a buffer that
-        /// grows when the value does.
-        func readXattrs(into node: Node, display: String,
-                        list: (UnsafeMutablePointer<CChar>?, Int) -> Int,
-                        get: (UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int) throws(Error) {
-            var names = [CChar](repeating: 0, count: 4096)
-            var n = 0
-            while true {
-                n = names.withUnsafeMutableBufferPointer { list($0.baseAddress, $0.count) }
-                if n >= 0 { break }
-                let e = errno
-                if e == ENOTSUP || e == EOPNOTSUPP { return }
-                guard e == ERANGE else { throw .access(path: display, errno: e) }
-                let need = list(nil, 0)
-                guard need >= 0 else { throw .access(path: display, errno: errno) }
-                names = [CChar](repeating: 0, count: need + 1024)
-            }
-            guard n > 0 else { return }
+        /// Every xattr (or only the `user.` ones) of the entry.
+        func readXattrs(into node: Node, from source: Xattrs.Source, display: FilePath) throws(Error) {
             var value = [UInt8](repeating: 0, count: 256)
-            var start = 0
-            while start < n {
-                var end = start
-                while end < n && names[end] != 0 { end += 1 }
-                defer { start = end + 1 }
-                guard end > start else { continue }
-                let key = names[start..<end].map { UInt8(bitPattern: $0) }
-                if options.userXattrsOnly && !hasPrefix(key, DirectoryScanner.userPrefix) { continue }
-                var got = -1
-                while true {
-                    got = names.withUnsafeBufferPointer { k in
-                        value.withUnsafeMutableBytes { get(k.baseAddress! + start, $0.baseAddress, $0.count) }
-                    }
-                    if got >= 0 { break }
-                    let e = errno
-                    if e == ENODATA { break }   // removed since it was listed
-                    guard e == ERANGE else { throw .access(path: display, errno: e) }
-                    let need = names.withUnsafeBufferPointer { get($0.baseAddress! + start, nil, 0) }
-                    guard need >= 0 else { throw .access(path: display, errno: errno) }
-                    value = [UInt8](repeating: 0, count: need + 256)
+            var found: [(key: [UInt8], value: [UInt8])] = []
+            do throws(Errno) {
+                for key in try Xattrs.names(source) {
+                    if options.userXattrsOnly && !hasPrefix(key, DirectoryScanner.userPrefix) { continue }
+                    guard let v = try Xattrs.value(source, key, buffer: &value) else { continue }
+                    found.append((key, v))
                 }
-                guard got >= 0 else { continue }
-                do { try node.setXattr(key, Array(value[0..<got])) } catch { throw .xattr(path: display, error) }
+            } catch {
+                throw .access(path: display, errno: error)
+            }
+            for x in found {
+                do { try node.setXattr(x.key, x.value) } catch { throw .xattr(path: display, error) }
             }
         }
-
     }
 
     static let userPrefix = Array("user.".utf8)
 
-    /// `openat(dirfd, rel)` for a relative path of any length: one that
+    /// `openat(dir, rel)` for a relative path of any length: one that
     /// does not fit PATH_MAX is opened a few components at a time (the
     /// tree's depth is unlimited, FORMAT.md §21). Symlinks are never
-    /// followed. -1 with errno on failure.
-    static func open(_ rel: [UInt8], under dirfd: Int32, flags: Int32) -> Int32 {
-        func openat(_ fd: Int32, _ path: [UInt8], _ flags: Int32) -> Int32 {
-            (path + [0]).withUnsafeBufferPointer { p in
-                p.withMemoryRebound(to: CChar.self) { Glibc.openat(fd, $0.baseAddress!, flags) }
-            }
-        }
+    /// followed.
+    static func open(_ rel: [UInt8], under dir: FileDescriptor, flags: Int32) throws(Errno) -> FileDescriptor {
         let limit = 3072
-        if rel.count < limit { return openat(dirfd, rel, flags) }
+        if rel.count < limit { return try .open(FilePath(bytes: rel), flags, relativeTo: dir) }
         let parts = rel.split(separator: UInt8(ascii: "/"))
-        var fd = dirfd
+        var fd = dir
+        defer { if fd != dir { fd.close() } }
         var segment: [UInt8] = []
         for (k, part) in parts.enumerated() {
-            let last = k == parts.count - 1
             if !segment.isEmpty && segment.count + 1 + part.count >= limit {
-                let next = openat(fd, segment, LinuxConstants.O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                let e = errno
-                if fd != dirfd { close(fd) }
-                guard next >= 0 else { errno = e; return -1 }
+                let next = try FileDescriptor.open(FilePath(bytes: segment), FileDescriptor.pathOnly | O_DIRECTORY | O_NOFOLLOW,
+                                                   relativeTo: fd)
+                if fd != dir { fd.close() }
                 fd = next
                 segment = []
             }
             if !segment.isEmpty { segment.append(UInt8(ascii: "/")) }
             segment.append(contentsOf: part)
-            if last {
-                let result = openat(fd, segment, flags)
-                let e = errno
-                if fd != dirfd { close(fd) }
-                errno = e
-                return result
-            }
+            if k == parts.count - 1 { return try .open(FilePath(bytes: segment), flags, relativeTo: fd) }
         }
-        return -1
+        throw .noSuchFileOrDirectory
     }
 }

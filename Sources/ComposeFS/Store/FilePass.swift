@@ -98,15 +98,20 @@ extension DirectoryScanner {
         func process(_ job: Job, worker: Int) throws(Error) {
             let node = job.node
             let shown = scanner.display(job.rel)
-            let fd = DirectoryScanner.open(job.rel, under: scanner.rootfd, flags: O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-            guard fd >= 0 else { throw .access(path: shown, errno: errno) }
-            defer { close(fd) }
-            if !scanner.options.skipXattrs { try scanner.readXattrs(into: node, fd: fd, display: shown) }
+            guard let root = scanner.root else { return }
+            let fd: FileDescriptor
+            do { fd = try DirectoryScanner.open(job.rel, under: root, flags: O_RDONLY | O_NOFOLLOW) } catch {
+                throw .access(path: shown, errno: error)
+            }
+            defer { fd.close() }
+            if !scanner.options.skipXattrs { try scanner.readXattrs(into: node, from: .descriptor(fd), display: shown) }
             let buf = scratch[worker]
             if node.size <= DirectoryScanner.inlineLimit {
                 let size = Int(node.size)
-                let n = pread(fd, buf.baseAddress, size + 1, 0)
-                guard n >= 0 else { throw .access(path: shown, errno: errno) }
+                let n: Int
+                do { n = try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<(size + 1)]), at: 0) } catch {
+                    throw .access(path: shown, errno: error)
+                }
                 guard n == size else { throw .changed(path: shown, expected: node.size, found: UInt64(n)) }
                 node.content = Array(UnsafeRawBufferPointer(rebasing: buf[0..<size]))
             } else {
@@ -121,7 +126,7 @@ extension DirectoryScanner {
         /// Files up to `wholeFileLimit` are read once into the worker's
         /// buffer, hashed there and, when the store lacks them, written from
         /// it: one read, no copy to verify. Larger ones stream.
-        func digest(_ node: Node, fd: Int32, shown: String, worker: Int) throws(Error) {
+        func digest(_ node: Node, fd: FileDescriptor, shown: FilePath, worker: Int) throws(Error) {
             let buf = scratch[worker]
             let hasher = hashers[worker]
             let digest: [UInt8]
@@ -129,15 +134,9 @@ extension DirectoryScanner {
             if node.size <= UInt64(DirectoryScanner.wholeFileLimit) {
                 // Ask for one byte more than listed: a file that grew shows.
                 let size = Int(node.size)
-                var got = 0
-                while got <= size {
-                    let n = pread(fd, buf.baseAddress! + got, size + 1 - got, off_t(got))
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw .digest(path: shown, errno: errno)
-                    }
-                    if n == 0 { break }
-                    got += n
+                let got: Int
+                do { got = try fd.readAll(into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<(size + 1)]), at: 0) } catch {
+                    throw .digest(path: shown, errno: error)
                 }
                 guard got == size else { throw .changed(path: shown, expected: node.size, found: UInt64(got)) }
                 let data = UnsafeRawBufferPointer(rebasing: buf[0..<size])

@@ -1,37 +1,52 @@
-import CComposeFSShims
 import Glibc
 import Synchronization
 
 /// A content-addressed object store: each object lives at `xx/yyyy…`, its
 /// fs-verity digest in hex (FORMAT.md §19.3).
 ///
-/// Crash safety: an object is written to an anonymous file in the store
+/// Opened for reading (`init(readingAt:)`: nothing is created, changed or
+/// removed) or for adding objects (`init(path:)`). Crash safety of
+/// additions: an object is written to an anonymous file in the store
 /// (`O_TMPFILE`, or a named `.tmp-*` file where the filesystem lacks it),
-/// its contents are checked against the digest, and it gets its final
-/// name only after its data is durable. Durability is batched: one
-/// `syncfs` covers a batch of objects before they are linked in, and one
-/// more makes the new names durable, instead of an `fsync` per object.
-/// Objects already present are not copied again; concurrent writers of the
-/// same object are harmless (the first link wins, the content is the same).
+/// its contents are checked against the digest, and it gets its final name
+/// only after its data is durable. Durability is batched: one `syncfs`
+/// covers a batch of objects before they are linked in, and one more makes
+/// the new names durable, instead of an `fsync` per object. Objects already
+/// present are not copied again; concurrent writers of the same object are
+/// harmless (the first link wins, the content is the same).
 public final class ObjectStore: @unchecked Sendable {
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
-        case store(path: String, operation: String, errno: Int32)
-        case copy(source: String, errno: Int32)
-        case changed(source: String)
-        case notAnObject(path: String)
+        case store(path: FilePath, operation: Operation, errno: Errno)
+        case copy(source: FilePath, errno: Errno)
+        case changed(source: FilePath)
+        case notAnObject(path: FilePath)
 
         public var description: String {
             switch self {
-            case let .store(path, op, e): "\(errnoDescription(e)) (\(op) \(path))"
-            case let .copy(source, e): "\(errnoDescription(e)) (copying \(source))"
-            case let .changed(source): "\(errnoDescription(EIO)) (\(source) changed while it was copied)"
-            case let .notAnObject(path): "\(errnoDescription(EEXIST)) (\(path) exists and is not a regular file)"
+            case let .store(path, op, e): "\(e) (\(op.rawValue) \(path))"
+            case let .copy(source, e): "\(e) (copying \(source))"
+            case let .changed(source): "\(Errno.ioError) (\(source) changed while it was copied)"
+            case let .notAnObject(path): "\(Errno.fileExists) (\(path) exists and is not a regular file)"
             }
         }
     }
 
-    public let path: String
-    let fd: Int32
+    /// What was being done to the store when it failed.
+    public enum Operation: String, Sendable {
+        case opening = "opening"
+        case checking = "checking"
+        case creating = "creating"
+        case creatingTemporary = "creating a temporary file in"
+        case writing = "writing to"
+        case syncing = "syncing"
+        case changingMode = "chmod"
+        case linking = "linking"
+    }
+
+    public let path: FilePath
+    /// Whether objects can be added (opened with `init(path:)`).
+    public let isWritable: Bool
+    let directory: FileDescriptor
     /// Objects staged but not yet linked, and their bytes.
     private let pending = Locked<(objects: [Staged], bytes: UInt64)>(([], 0))
     /// Serialises batch commits (staging goes on meanwhile).
@@ -63,56 +78,72 @@ public final class ObjectStore: @unchecked Sendable {
     }
 
     struct Staged {
-        var fd: Int32
-        var name: [UInt8]
-        var tempName: [UInt8]?   // named fallback
+        var fd: FileDescriptor
+        var name: FilePath
+        var tempName: FilePath?   // named fallback
     }
 
-    /// Opens (creating it, mode 0755, if needed) the store at `path`.
-    public init(path: String) throws(Error) {
-        var p = path
-        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+    static func trimmed(_ path: FilePath) -> FilePath {
+        var p = path.bytes
+        while p.count > 1 && p.last == UInt8(ascii: "/") { p.removeLast() }
+        return FilePath(bytes: p)
+    }
+
+    /// Opens (creating it, mode 0755, if needed) the store at `path` for
+    /// adding objects, and removes temporary files abandoned by dead runs.
+    public init(path: FilePath) throws(Error) {
+        let p = Self.trimmed(path)
         self.path = p
         try Self.makeDirectories(p)
-        let fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw .store(path: p, operation: "opening", errno: errno) }
-        self.fd = fd
+        do { directory = try .open(p, O_RDONLY | O_DIRECTORY) } catch {
+            throw .store(path: p, operation: .opening, errno: error)
+        }
+        isWritable = true
         batchObjects = Self.chooseBatchSize()
         removeAbandonedTemporaries()
+    }
+
+    /// Opens an existing store to look objects up: nothing is created,
+    /// changed or removed.
+    public init(readingAt path: FilePath) throws(Error) {
+        let p = Self.trimmed(path)
+        self.path = p
+        do { directory = try .open(p, FileDescriptor.pathOnly | O_DIRECTORY) } catch {
+            throw .store(path: p, operation: .opening, errno: error)
+        }
+        isWritable = false
+        batchObjects = 0
     }
 
     /// Named temporary files (the fallback for filesystems without
     /// O_TMPFILE) carry a shared lock while their run is alive; one that can
     /// be locked exclusively was left by a run that died, and is removed.
     private func removeAbandonedTemporaries() {
-        guard let dir = fdopendir(dup(fd)) else { return }
-        defer { closedir(dir) }
-        while let ent = readdir(dir) {
-            let name: [UInt8] = withUnsafeBytes(of: ent.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
-            guard name.starts(with: Array(".tmp-".utf8)) else { continue }
-            (name + [0]).withUnsafeBufferPointer { p in
-                p.withMemoryRebound(to: CChar.self) { cname in
-                    let t = openat(fd, cname.baseAddress!, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                    guard t >= 0 else { return }
-                    defer { close(t) }
-                    if flock(t, LOCK_EX | LOCK_NB) == 0 { unlinkat(fd, cname.baseAddress!, 0) }
-                }
-            }
+        guard let fd = try? directory.duplicate(), var entries = try? DirectoryStream(fd) else { return }
+        let prefix = Array(".tmp-".utf8)
+        while let entry = try? entries.next() {
+            let name = FilePath(bytes: Array(entry))
+            guard hasPrefix(name.bytes, prefix),
+                  let t = try? FileDescriptor.open(name, O_RDONLY | O_NOFOLLOW, relativeTo: directory) else { continue }
+            defer { t.close() }
+            if (try? t.lock(exclusive: true, wait: false)) != nil { try? directory.unlink(name) }
         }
     }
 
     deinit {
         discardPending()
-        close(fd)
+        directory.close()
     }
 
-    static func makeDirectories(_ path: String) throws(Error) {
-        var prefix = path.hasPrefix("/") ? "/" : ""
-        for part in path.split(separator: "/") {
-            prefix += prefix.isEmpty || prefix.hasSuffix("/") ? String(part) : "/" + part
-            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
-                throw .store(path: prefix, operation: "creating", errno: errno)
-            }
+    static func makeDirectories(_ path: FilePath) throws(Error) {
+        var prefix: [UInt8] = path.bytes.first == UInt8(ascii: "/") ? [UInt8(ascii: "/")] : []
+        let cwd = FileDescriptor(rawValue: AT_FDCWD)
+        for part in path.bytes.split(separator: UInt8(ascii: "/")) {
+            if !prefix.isEmpty && prefix.last != UInt8(ascii: "/") { prefix.append(UInt8(ascii: "/")) }
+            prefix.append(contentsOf: part)
+            do { try cwd.makeDirectory(FilePath(bytes: prefix), mode: 0o755) } catch where error != .fileExists {
+                throw .store(path: FilePath(bytes: prefix), operation: .creating, errno: error)
+            } catch {}
         }
     }
 
@@ -120,15 +151,13 @@ public final class ObjectStore: @unchecked Sendable {
     /// else under that name (a directory, a symlink) is an error, never
     /// taken for the object.
     public func contains(_ payload: [UInt8]) throws(Error) -> Bool {
-        var st = stat()
-        let rc = (payload + [0]).withUnsafeBufferPointer { p in
-            p.withMemoryRebound(to: CChar.self) { fstatat(fd, $0.baseAddress!, &st, AT_SYMLINK_NOFOLLOW) }
-        }
-        if rc != 0 {
-            guard errno == ENOENT else { throw .store(path: path + "/" + String(bytes: payload), operation: "checking", errno: errno) }
+        let name = FilePath(bytes: payload)
+        let st: stat
+        do { st = try directory.stat(name) } catch {
+            guard error == .noSuchFileOrDirectory else { throw .store(path: path.appending(payload), operation: .checking, errno: error) }
             return false
         }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .notAnObject(path: path + "/" + String(bytes: payload)) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .notAnObject(path: path.appending(payload)) }
         return true
     }
 
@@ -137,7 +166,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// and `size`: a source that changes meanwhile is an error, never a
     /// wrong object. The object becomes visible at the next batch commit
     /// (at the latest in `commit()`).
-    public func insert(source: Int32, sourcePath: String, digest: [UInt8], size: UInt64,
+    public func insert(source: FileDescriptor, sourcePath: FilePath, digest: [UInt8], size: UInt64,
                        scratch: UnsafeMutableRawBufferPointer, hasher: FsVerity.Hasher = FsVerity.Hasher()) throws(Error) {
         let name = FsVerity.objectPath(digest)
         if try contains(name) { return }
@@ -145,14 +174,13 @@ public final class ObjectStore: @unchecked Sendable {
         var staged = try createTemporary()
         do throws(Error) {
             try copy(from: source, to: staged.fd, size: size, sourcePath: sourcePath, scratch: scratch)
-            guard fchmod(staged.fd, 0o644) == 0 else { throw .store(path: path, operation: "chmod", errno: errno) }
+            do { try staged.fd.changeMode(0o644) } catch { throw .store(path: path, operation: .changingMode, errno: error) }
             // Verify what will be published: the object must hash to its name.
             let check: [UInt8]
             do { check = try FsVerity.digest(fd: staged.fd, path: sourcePath, buffer: scratch, hasher: hasher) } catch {
-                throw .copy(source: sourcePath, errno: EIO)
+                throw .copy(source: sourcePath, errno: .ioError)
             }
-            var st = stat()
-            guard fstat(staged.fd, &st) == 0, UInt64(st.st_size) == size, check == digest else {
+            guard let st = try? staged.fd.stat(), UInt64(st.st_size) == size, check == digest else {
                 throw .changed(source: sourcePath)
             }
             try enableVerity(&staged)
@@ -160,7 +188,7 @@ public final class ObjectStore: @unchecked Sendable {
             discard(staged)
             throw error
         }
-        staged.name = name
+        staged.name = FilePath(bytes: name)
         try stage(staged, size: size)
     }
 
@@ -173,22 +201,14 @@ public final class ObjectStore: @unchecked Sendable {
         try ensureDirectory(digest[0])
         var staged = try createTemporary()
         do throws(Error) {
-            var off = 0
-            while off < contents.count {
-                let n = write(staged.fd, contents.baseAddress! + off, contents.count - off)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw .store(path: path, operation: "writing to", errno: errno)
-                }
-                off += n
-            }
-            guard fchmod(staged.fd, 0o644) == 0 else { throw .store(path: path, operation: "chmod", errno: errno) }
+            do { try staged.fd.writeAll(contents) } catch { throw .store(path: path, operation: .writing, errno: error) }
+            do { try staged.fd.changeMode(0o644) } catch { throw .store(path: path, operation: .changingMode, errno: error) }
             try enableVerity(&staged)
         } catch {
             discard(staged)
             throw error
         }
-        staged.name = name
+        staged.name = FilePath(bytes: name)
         try stage(staged, size: UInt64(contents.count))
     }
 
@@ -213,7 +233,7 @@ public final class ObjectStore: @unchecked Sendable {
             guard !batch.isEmpty else { return }
             var failure: Error? = nil
             // 1. Data durable before any name appears.
-            if cfs_syncfs(fd) != 0 { failure = .store(path: path, operation: "syncing", errno: errno) }
+            do throws(Errno) { try directory.syncFilesystem() } catch { failure = .store(path: path, operation: .syncing, errno: error) }
             // 2. Names.
             for s in batch {
                 if failure == nil {
@@ -222,8 +242,8 @@ public final class ObjectStore: @unchecked Sendable {
                 discard(s)
             }
             // 3. Names durable.
-            if failure == nil && cfs_syncfs(fd) != 0 {
-                failure = .store(path: path, operation: "syncing", errno: errno)
+            if failure == nil {
+                do throws(Errno) { try directory.syncFilesystem() } catch { failure = .store(path: path, operation: .syncing, errno: error) }
             }
             if let failure { throw failure }
         }
@@ -242,46 +262,47 @@ public final class ObjectStore: @unchecked Sendable {
     // MARK: Internals
 
     private func ensureDirectory(_ first: UInt8) throws(Error) {
+        guard isWritable else { throw .store(path: path, operation: .writing, errno: .badFileDescriptor) }
         if knownDirs.withLock({ $0.contains(first) }) { return }
-        let name = [first].hexString
-        if mkdirat(fd, name, 0o755) != 0 && errno != EEXIST {
-            throw .store(path: path + "/" + name, operation: "creating", errno: errno)
-        }
+        let name = FilePath(bytes: Array([first].hexString.utf8))
+        do { try directory.makeDirectory(name, mode: 0o755) } catch where error != .fileExists {
+            throw .store(path: path.appending(name.bytes), operation: .creating, errno: error)
+        } catch {}
         knownDirs.withLock { _ = $0.insert(first) }
     }
 
     private func createTemporary() throws(Error) -> Staged {
         if tmpfileWorks.load(ordering: .relaxed) {
-            let t = openat(fd, ".", cfs_o_tmpfile() | O_RDWR | O_CLOEXEC, 0o600)
-            if t >= 0 { return Staged(fd: t, name: [], tempName: nil) }
-            let e = errno
-            guard e == EOPNOTSUPP || e == EISDIR || e == EINVAL || e == ENOENT else {
-                throw .store(path: path, operation: "creating a temporary file in", errno: e)
+            do {
+                let t = try FileDescriptor.open(".", FileDescriptor.temporaryFile | O_RDWR, mode: 0o600, relativeTo: directory)
+                return Staged(fd: t, name: "", tempName: nil)
+            } catch {
+                guard error == .notSupported || error == .isDirectory || error == .invalidArgument
+                        || error == .noSuchFileOrDirectory else {
+                    throw .store(path: path, operation: .creatingTemporary, errno: error)
+                }
+                tmpfileWorks.store(false, ordering: .relaxed)
             }
-            tmpfileWorks.store(false, ordering: .relaxed)
         }
         let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
         for _ in 0..<100 {
-            let name = Array(".tmp-".utf8) + (0..<12).map { _ in letters.randomElement()! }
-            let t = (name + [0]).withUnsafeBufferPointer { p in
-                p.withMemoryRebound(to: CChar.self) { openat(fd, $0.baseAddress!, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
+            let name = FilePath(bytes: Array(".tmp-".utf8) + (0..<12).map { _ in letters.randomElement()! })
+            do {
+                let t = try FileDescriptor.open(name, O_RDWR | O_CREAT | O_EXCL, mode: 0o600, relativeTo: directory)
+                try? t.lock(exclusive: false)   // held (shared) until the file is renamed or removed
+                return Staged(fd: t, name: "", tempName: name)
+            } catch where error == .fileExists {
+                continue
+            } catch {
+                throw .store(path: path, operation: .creatingTemporary, errno: error)
             }
-            if t >= 0 {
-                _ = flock(t, LOCK_SH)   // held (shared) until the file is renamed or removed
-                return Staged(fd: t, name: [], tempName: name)
-            }
-            if errno != EEXIST { throw .store(path: path, operation: "creating a temporary file in", errno: errno) }
         }
-        throw .store(path: path, operation: "creating a temporary file in", errno: EEXIST)
+        throw .store(path: path, operation: .creatingTemporary, errno: .fileExists)
     }
 
     private func discard(_ s: Staged) {
-        if let t = s.tempName {
-            _ = (t + [0]).withUnsafeBufferPointer { p in
-                p.withMemoryRebound(to: CChar.self) { unlinkat(fd, $0.baseAddress!, 0) }
-            }
-        }
-        close(s.fd)
+        if let t = s.tempName { try? directory.unlink(t) }
+        s.fd.close()
     }
 
     /// Best effort: fs-verity on the new object (it needs a read-only
@@ -289,80 +310,68 @@ public final class ObjectStore: @unchecked Sendable {
     /// no fs-verity, later objects skip the attempt.
     private func enableVerity(_ staged: inout Staged) throws(Error) {
         guard verityMayWork.load(ordering: .relaxed) else { return }
-        staged.fd = try reopenReadOnly(staged.fd)
+        staged.fd = reopenReadOnly(staged.fd)
         let e = FsVerity.enable(fd: staged.fd)
-        if e == ENOTTY || e == EOPNOTSUPP { verityMayWork.store(false, ordering: .relaxed) }
+        if e == .notTTY || e == .notSupported { verityMayWork.store(false, ordering: .relaxed) }
     }
 
-    private func reopenReadOnly(_ rw: Int32) throws(Error) -> Int32 {
-        let ro = open("/proc/self/fd/\(rw)", O_RDONLY | O_CLOEXEC)
-        guard ro >= 0 else { return rw }   // keep the writable fd; verity is best effort
-        _ = flock(ro, LOCK_SH)   // keep a named temporary file claimed across the reopen
-        close(rw)
+    private func reopenReadOnly(_ rw: FileDescriptor) -> FileDescriptor {
+        // Keep the writable descriptor if this fails: verity is best effort.
+        guard let ro = try? FileDescriptor.open(rw.procPath, O_RDONLY) else { return rw }
+        try? ro.lock(exclusive: false)   // keep a named temporary file claimed across the reopen
+        rw.close()
         return ro
     }
 
     private func link(_ s: Staged) throws(Error) {
-        let rc: Int32 = (s.name + [0]).withUnsafeBufferPointer { p in
-            p.withMemoryRebound(to: CChar.self) { dest in
-                if let t = s.tempName {
-                    return (t + [0]).withUnsafeBufferPointer { tp in
-                        tp.withMemoryRebound(to: CChar.self) { renameat(fd, $0.baseAddress!, fd, dest.baseAddress!) }
-                    }
-                }
-                return linkat(AT_FDCWD, "/proc/self/fd/\(s.fd)", fd, dest.baseAddress!, AT_SYMLINK_FOLLOW)
+        do throws(Errno) {
+            if let t = s.tempName {
+                try directory.rename(t, to: s.name, in: directory)
+            } else {
+                try s.fd.link(as: s.name, in: directory)
             }
-        }
-        if rc != 0 {
-            guard errno == EEXIST else {
-                throw .store(path: path + "/" + String(bytes: s.name), operation: "linking", errno: errno)
+        } catch {
+            guard error == .fileExists else {
+                throw .store(path: path.appending(s.name.bytes), operation: .linking, errno: error)
             }
             // Another writer got there first; it must be the object.
-            _ = try contains(s.name)
+            _ = try contains(s.name.bytes)
         }
     }
 
     /// Reflink, then copy_file_range, then read/write.
-    private func copy(from src: Int32, to dst: Int32, size: UInt64, sourcePath: String,
+    private func copy(from src: FileDescriptor, to dst: FileDescriptor, size: UInt64, sourcePath: FilePath,
                       scratch: UnsafeMutableRawBufferPointer) throws(Error) {
-        if cfs_ficlone(dst, src) == 0 { return }
+        if (try? dst.cloneContents(of: src)) != nil { return }
         var done: UInt64 = 0
-        guard lseek(src, 0, SEEK_SET) == 0 else { throw .copy(source: sourcePath, errno: errno) }
+        do { try src.seek(to: 0) } catch { throw .copy(source: sourcePath, errno: error) }
         if copyFileRangeWorks.load(ordering: .relaxed) {
             while done < size {
-                let n = cfs_copy_file_range(src, dst, Int(min(size - done, 1 << 30)))
-                if n > 0 {
+                do {
+                    let n = try dst.copyRange(from: src, length: Int(min(size - done, 1 << 30)))
+                    if n == 0 { break }   // source shorter than expected: the check finds it
                     done += UInt64(n)
-                    continue
+                } catch {
+                    if error == .noSystemCall || error == .crossDevice { copyFileRangeWorks.store(false, ordering: .relaxed) }
+                    if [.noSystemCall, .crossDevice, .notSupported, .notPermitted, .invalidArgument, .badFileDescriptor].contains(error) { break }
+                    throw .copy(source: sourcePath, errno: error)
                 }
-                if n == 0 { break }   // source shorter than expected: the check finds it
-                let e = errno
-                if e == EINTR { continue }
-                if e == ENOSYS || e == EXDEV { copyFileRangeWorks.store(false, ordering: .relaxed) }
-                if e == ENOSYS || e == EXDEV || e == EOPNOTSUPP || e == EPERM || e == EINVAL || e == EBADF { break }
-                throw .copy(source: sourcePath, errno: e)
             }
             if done >= size { return }
         }
         // read/write from where copy_file_range stopped.
-        guard lseek(src, off_t(done), SEEK_SET) >= 0, lseek(dst, off_t(done), SEEK_SET) >= 0 else {
-            throw .copy(source: sourcePath, errno: errno)
+        do throws(Errno) {
+            try src.seek(to: Int(done))
+            try dst.seek(to: Int(done))
+        } catch {
+            throw .copy(source: sourcePath, errno: error)
         }
         while true {
-            let n = read(src, scratch.baseAddress, scratch.count)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .copy(source: sourcePath, errno: errno)
-            }
+            let n: Int
+            do { n = try src.read(into: scratch) } catch { throw .copy(source: sourcePath, errno: error) }
             if n == 0 { return }
-            var off = 0
-            while off < n {
-                let w = write(dst, scratch.baseAddress! + off, n - off)
-                if w < 0 {
-                    if errno == EINTR { continue }
-                    throw .store(path: path, operation: "writing to", errno: errno)
-                }
-                off += w
+            do { try dst.writeAll(UnsafeRawBufferPointer(rebasing: scratch[0..<n])) } catch {
+                throw .store(path: path, operation: .writing, errno: error)
             }
         }
     }

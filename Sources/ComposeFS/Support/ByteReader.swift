@@ -8,14 +8,14 @@ import Glibc
 public struct ByteReader {
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
         case outOfBounds(offset: Int, length: Int, size: Int)
-        case io(offset: Int, errno: Int32)
+        case io(offset: Int, errno: Errno)
 
         public var description: String {
             switch self {
             case let .outOfBounds(offset, length, size):
                 "read of \(length) bytes at offset \(offset) is past the end of the image (\(size) bytes)"
             case let .io(offset, e):
-                "read at offset \(offset) failed: \(errnoDescription(e))"
+                "read at offset \(offset) failed: \(e)"
             }
         }
     }
@@ -39,17 +39,17 @@ public struct ByteReader {
     }
 
     /// Reads `fd` (a regular file of `size` bytes) on demand.
-    public init(fd: Int32, size: Int) {
-        blocks = FileBlocks(fd: fd, size: size)
+    public init(fd: FileDescriptor, size: Int) {
+        blocks = FileBlocks(fd: fd.rawValue, size: size)
         owner = nil
         base = nil
         self.size = size
     }
 
     /// Reads the whole of `fd` (`size` bytes) into memory now.
-    public init(readingAll fd: Int32, size: Int) throws(Error) {
+    public init(readingAll fd: FileDescriptor, size: Int) throws(Error) {
         let buffer = Buffer(capacity: size)
-        try FileBlocks.read(fd: fd, into: buffer.base, at: 0, count: size)
+        try FileBlocks.read(fd: fd.rawValue, into: buffer.base, at: 0, count: size)
         owner = buffer
         base = UnsafeRawPointer(buffer.base)
         blocks = nil
@@ -130,16 +130,11 @@ final class FileBlocks {
     }
 
     static func read(fd: Int32, into p: UnsafeMutableRawPointer, at offset: Int, count: Int) throws(ByteReader.Error) {
-        var done = 0
-        while done < count {
-            let n = pread(fd, p + done, count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .io(offset: offset + done, errno: errno)
-            }
-            if n == 0 { throw .io(offset: offset + done, errno: EIO) }   // the file shrank
-            done += n
+        let n: Int
+        do { n = try FileDescriptor(rawValue: fd).readAll(into: UnsafeMutableRawBufferPointer(start: p, count: count), at: offset) } catch {
+            throw .io(offset: offset, errno: error)
         }
+        if n < count { throw .io(offset: offset + n, errno: .ioError) }   // the file shrank
     }
 
     /// The cached block holding `block`, read in if needed.

@@ -93,11 +93,6 @@ func roundUp(_ x: Int, _ a: Int) -> Int { (x + a - 1) & ~(a - 1) }
 @inlinable
 func roundDown(_ x: Int, _ a: Int) -> Int { x & ~(a - 1) }
 
-/// Text of an errno value, as strerror(3) gives it.
-public func errnoDescription(_ code: Int32) -> String {
-    String(cString: strerror(code))
-}
-
 extension String {
     /// A byte string shown to a person (invalid UTF-8 repaired).
     init(bytes: [UInt8]) { self = String(decoding: bytes, as: UTF8.self) }

@@ -1,36 +1,29 @@
-import CComposeFSShims
 import Glibc
 
-/// Complete writes and crash-safe output files, with errno-carrying errors.
+/// Complete writes and crash-safe output files.
 public enum FileIO {
     public struct Error: Swift.Error, CustomStringConvertible, Equatable {
-        public var operation: String
-        public var path: String
-        public var errno: Int32
+        public enum Operation: String, Sendable {
+            case write = "cannot write"
+            case create = "cannot create"
+        }
 
-        public init(_ operation: String, _ path: String, _ errno: Int32) {
+        public var operation: Operation
+        public var path: FilePath
+        public var errno: Errno
+
+        public init(_ operation: Operation, _ path: FilePath, _ errno: Errno) {
             self.operation = operation
             self.path = path
             self.errno = errno
         }
 
-        public var strerror: String { errnoDescription(errno) }
-        public var description: String { "\(operation) '\(path)': \(strerror)" }
+        public var description: String { "\(operation.rawValue) '\(path)': \(errno)" }
     }
 
     /// Writes all bytes to `fd`, retrying short writes.
-    public static func write(fd: Int32, _ bytes: [UInt8], path: String) throws(Error) {
-        try bytes.withUnsafeBufferPointer { (buf: UnsafeBufferPointer<UInt8>) throws(Error) in
-            var off = 0
-            while off < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw Error("cannot write", path, errno)
-                }
-                off += n
-            }
-        }
+    public static func write(_ fd: FileDescriptor, _ bytes: [UInt8], path: FilePath) throws(Error) {
+        do { try fd.writeAll(bytes) } catch { throw Error(.write, path, error) }
     }
 
     /// A file that appears at its path complete or not at all: the data goes
@@ -39,18 +32,15 @@ public enum FileIO {
     /// nothing behind. The file gets mode 0666 minus the umask, as fopen(3)
     /// would give it.
     public final class AtomicFile {
-        public let path: String
+        public let path: FilePath
         /// The named temporary file; nil while the data is in an anonymous
         /// (`O_TMPFILE`) file, which a killed run cannot leave behind.
-        var temp: String?
-        var fd: Int32
+        var temp: FilePath?
+        var fd: FileDescriptor?
 
-        public init(path: String) throws(Error) {
+        public init(path: FilePath) throws(Error) {
             self.path = path
-            let slash = path.lastIndex(of: "/")
-            let dir = slash.map { path[...$0].isEmpty ? "/" : String(path[...$0]) } ?? "."
-            let anonymous = open(dir, cfs_o_tmpfile() | O_WRONLY | O_CLOEXEC, 0o666)
-            if anonymous >= 0 {
+            if let anonymous = try? FileDescriptor.open(path.directory, FileDescriptor.temporaryFile | O_WRONLY, mode: 0o666) {
                 fd = anonymous
                 temp = nil
             } else {
@@ -63,67 +53,75 @@ public enum FileIO {
         deinit { abort() }
 
         public func write(_ bytes: [UInt8]) throws(Error) {
-            try FileIO.write(fd: fd, bytes, path: path)
+            guard let fd else { throw Error(.write, path, .badFileDescriptor) }
+            try FileIO.write(fd, bytes, path: path)
         }
 
         public func commit() throws(Error) {
-            guard fd >= 0 else { throw Error("cannot write", path, EBADF) }
-            guard fsync(fd) == 0 else { throw Error("cannot write", path, errno) }
-            if temp == nil {
-                // Give the anonymous file a name only for the rename.
-                for _ in 0..<100 {
-                    let name = FileIO.temporaryName(beside: path)
-                    if linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0 {
-                        temp = name
-                        break
+            guard let fd else { throw Error(.write, path, .badFileDescriptor) }
+            do throws(Errno) {
+                try fd.sync()
+                if temp == nil {
+                    // Give the anonymous file a name only for the rename.
+                    for _ in 0..<100 where temp == nil {
+                        let name = FileIO.temporaryName(beside: path)
+                        do {
+                            try fd.link(as: name, in: nil)
+                            temp = name
+                        } catch where error == .fileExists {
+                            continue
+                        }
                     }
-                    if errno != EEXIST { throw Error("cannot write", path, errno) }
+                    guard temp != nil else { throw Errno.fileExists }
                 }
-                guard temp != nil else { throw Error("cannot write", path, EEXIST) }
+            } catch {
+                throw Error(.write, path, error)
             }
             let named = temp!
-            let rc = close(fd)
-            fd = -1
+            let rc = Glibc.close(fd.rawValue)
+            let closeError = Errno.current
+            self.fd = nil
+            let cwd = FileDescriptor(rawValue: AT_FDCWD)
             guard rc == 0 else {
-                let e = errno
-                unlink(named)
-                throw Error("cannot write", path, e)
+                try? cwd.unlink(named)
+                throw Error(.write, path, closeError)
             }
-            guard rename(named, path) == 0 else {
-                let e = errno
-                unlink(named)
-                throw Error("cannot write", path, e)
+            do { try cwd.rename(named, to: path, in: cwd) } catch {
+                try? cwd.unlink(named)
+                throw Error(.write, path, error)
             }
         }
 
         /// Removes the temporary file (a no-op after `commit()`).
         public func abort() {
-            guard fd >= 0 else { return }
-            close(fd)
-            fd = -1
-            if let temp { unlink(temp) }
+            guard let fd else { return }
+            fd.close()
+            self.fd = nil
+            if let temp { try? FileDescriptor(rawValue: AT_FDCWD).unlink(temp) }
         }
     }
 
     /// `.NAME.XXXXXXXX.tmp` next to `path`.
-    static func temporaryName(beside path: String) -> String {
-        let slash = path.lastIndex(of: "/")
-        let dir = slash.map { String(path[...$0]) } ?? ""
-        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-        var suffix = ""
-        for _ in 0..<8 { suffix.append(letters.randomElement()!) }
-        return "\(dir).\(base).\(suffix).tmp"
+    static func temporaryName(beside path: FilePath) -> FilePath {
+        let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
+        let name = [UInt8(ascii: ".")] + path.lastComponent + [UInt8(ascii: ".")]
+            + (0..<8).map { _ in letters.randomElement()! } + Array(".tmp".utf8)
+        let slash = path.bytes.lastIndex(of: UInt8(ascii: "/"))
+        return FilePath(bytes: slash.map { Array(path.bytes[...$0]) + name } ?? name)
     }
 
     /// An exclusive new file next to `path` (where O_TMPFILE is unavailable).
-    static func createTemporary(beside path: String) throws(Error) -> (Int32, String) {
+    static func createTemporary(beside path: FilePath) throws(Error) -> (FileDescriptor, FilePath) {
         for _ in 0..<100 {
             let temp = temporaryName(beside: path)
-            let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
-            if fd >= 0 { return (fd, temp) }
-            if errno != EEXIST { throw Error("cannot create", path, errno) }
+            do {
+                return (try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o666), temp)
+            } catch where error == .fileExists {
+                continue
+            } catch {
+                throw Error(.create, path, error)
+            }
         }
-        throw Error("cannot create", path, EEXIST)
+        throw Error(.create, path, .fileExists)
     }
 }

@@ -4,9 +4,9 @@ import Synchronization
 
 /// Work on a fixed number of threads (plain pthreads: no thread pool, no
 /// runtime beyond libc).
-public enum Parallel {
+enum Parallel {
     /// CPUs in this process's affinity mask (what `--threads` defaults to).
-    public static var availableCPUs: Int {
+    static var availableCPUs: Int {
         let n = Int(cfs_affinity_cpu_count())
         if n > 0 { return n }
         return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -16,7 +16,7 @@ public enum Parallel {
     /// `threads` threads that pull indices from a shared counter. `worker`
     /// (0..<threads) lets callers keep per-thread scratch state. The first
     /// error stops the hand-out of further indices and is rethrown.
-    public static func forEach<E: Swift.Error>(
+    static func forEach<E: Swift.Error>(
         count: Int, threads: Int, _ body: @Sendable (Int, Int) throws(E) -> Void
     ) throws(E) {
         guard count > 0 else { return }
@@ -160,7 +160,7 @@ final class JobQueue<Job>: @unchecked Sendable {
 /// A reference that crosses threads where the algorithm guarantees that
 /// each worker touches distinct objects (each node is digested by exactly
 /// one worker, and the tree is only read after all workers finish).
-public struct UncheckedSendable<T>: @unchecked Sendable {
-    public var value: T
-    public init(_ value: T) { self.value = value }
+struct UncheckedSendable<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
 }

@@ -10,11 +10,11 @@ public enum FsVerity {
     static let hashesPerBlock = blockSize / digestSize
 
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
-        case io(path: String, errno: Int32)
+        case io(path: FilePath, errno: Errno)
 
         public var description: String {
             switch self {
-            case let .io(path, e): "\(path): \(errnoDescription(e))"
+            case let .io(path, e): "\(path): \(e)"
             }
         }
     }
@@ -27,7 +27,7 @@ public enum FsVerity {
     }
 
     /// Digest of a file's contents read from `fd` starting at offset 0.
-    public static func digest(fd: Int32, path: String = "") throws(Error) -> [UInt8] {
+    public static func digest(fd: FileDescriptor, path: FilePath = "") throws(Error) -> [UInt8] {
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buf.deallocate() }
         return try digest(fd: fd, path: path, buffer: buf)
@@ -35,37 +35,33 @@ public enum FsVerity {
 
     /// Digest of `fd` read through a caller's scratch buffer (reused across
     /// files by the parallel scanners).
-    public static func digest(fd: Int32, path: String = "", buffer buf: UnsafeMutableRawBufferPointer,
+    public static func digest(fd: FileDescriptor, path: FilePath = "", buffer buf: UnsafeMutableRawBufferPointer,
                               hasher: Hasher = Hasher()) throws(Error) -> [UInt8] {
         try digestAndLength(fd: fd, path: path, buffer: buf, hasher: hasher).digest
     }
 
     /// The digest of what `fd` holds now, and how many bytes that was (a
     /// file may change after it was listed).
-    public static func digestAndLength(fd: Int32, path: String = "", buffer buf: UnsafeMutableRawBufferPointer,
+    public static func digestAndLength(fd: FileDescriptor, path: FilePath = "", buffer buf: UnsafeMutableRawBufferPointer,
                                        hasher: Hasher = Hasher()) throws(Error) -> (digest: [UInt8], length: UInt64) {
         let h = hasher
         h.reset()
-        let chunk = buf.count
-        var offset: off_t = 0
+        var offset = 0
         while true {
-            let n = pread(fd, buf.baseAddress, chunk, offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .io(path: path, errno: errno)
-            }
+            let n: Int
+            do { n = try fd.read(into: buf, at: offset) } catch { throw .io(path: path, errno: error) }
             if n == 0 { break }
             h.update(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-            offset += off_t(n)
+            offset += n
         }
         return (h.finalize(), UInt64(offset))
     }
 
     /// Digest of the file at `path`.
-    public static func digest(path: String) throws(Error) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(path: path, errno: errno) }
-        defer { close(fd) }
+    public static func digest(path: FilePath) throws(Error) -> [UInt8] {
+        let fd: FileDescriptor
+        do { fd = try .open(path, O_RDONLY) } catch { throw .io(path: path, errno: error) }
+        defer { fd.close() }
         return try digest(fd: fd, path: path)
     }
 

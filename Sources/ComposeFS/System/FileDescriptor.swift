@@ -1,0 +1,194 @@
+import CComposeFSShims
+import Glibc
+
+/// An open file descriptor. Every system call on files goes through here:
+/// each is retried on EINTR in one place, fails with a typed `Errno`, and
+/// asks `SystemFaults` first. Closing is explicit.
+public struct FileDescriptor: Hashable, Sendable {
+    public let rawValue: Int32
+
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    public static let standardInput = FileDescriptor(rawValue: 0)
+    public static let standardOutput = FileDescriptor(rawValue: 1)
+    public static let standardError = FileDescriptor(rawValue: 2)
+
+    /// Open flags Swift's Glibc module does not export.
+    public static let pathOnly = cfs_o_path()
+    public static let temporaryFile = cfs_o_tmpfile()
+
+    /// Calls `body` until it does not fail with EINTR: -1 and errno mean failure.
+    @inline(__always)
+    static func retrying<T: FixedWidthInteger>(_ body: () -> T) throws(Errno) -> T {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            let e = Errno.current
+            if e != .interrupted { throw e }
+        }
+    }
+
+    /// `openat(2)`; `relativeTo` nil means the working directory.
+    public static func open(_ path: FilePath, _ flags: Int32, mode: mode_t = 0o666,
+                            relativeTo dir: FileDescriptor? = nil) throws(Errno) -> FileDescriptor {
+        try SystemFaults.check(.open, path)
+        let fd = try path.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
+            try retrying { openat(dir?.rawValue ?? AT_FDCWD, p, flags | O_CLOEXEC, mode) }
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    public func close() { _ = Glibc.close(rawValue) }
+
+    public func duplicate() throws(Errno) -> FileDescriptor {
+        FileDescriptor(rawValue: try Self.retrying { fcntl(rawValue, F_DUPFD_CLOEXEC, 0) })
+    }
+
+    /// `/proc/self/fd/N`: the file itself, by a path any call accepts.
+    public var procPath: FilePath { FilePath("/proc/self/fd/\(rawValue)") }
+
+    // MARK: Reading and writing
+
+    /// One `read(2)`: the byte count, 0 at the end.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        try SystemFaults.check(.read)
+        return try Self.retrying { Glibc.read(rawValue, buffer.baseAddress, buffer.count) }
+    }
+
+    /// One `pread(2)` at `offset`.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(Errno) -> Int {
+        try SystemFaults.check(.read)
+        return try Self.retrying { pread(rawValue, buffer.baseAddress, buffer.count, off_t(offset)) }
+    }
+
+    /// Reads at `offset` until `buffer` is full or the file ends; the count.
+    public func readAll(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(Errno) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]), at: offset + done)
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Writes every byte (short writes continue).
+    public func writeAll(_ bytes: UnsafeRawBufferPointer) throws(Errno) {
+        var done = 0
+        while done < bytes.count {
+            try SystemFaults.check(.write)
+            done += try Self.retrying { Glibc.write(rawValue, bytes.baseAddress! + done, bytes.count - done) }
+        }
+    }
+
+    public func writeAll(_ bytes: [UInt8]) throws(Errno) {
+        try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(Errno) in try writeAll(b) }
+    }
+
+    public func seek(to offset: Int) throws(Errno) {
+        _ = try Self.retrying { lseek(rawValue, off_t(offset), SEEK_SET) }
+    }
+
+    // MARK: Metadata
+
+    public func stat() throws(Errno) -> Glibc.stat {
+        try SystemFaults.check(.stat)
+        var st = Glibc.stat()
+        _ = try Self.retrying { fstat(rawValue, &st) }
+        return st
+    }
+
+    /// `fstatat(2)` of `name` in this directory, symlinks not followed.
+    public func stat(_ name: FilePath) throws(Errno) -> Glibc.stat {
+        try SystemFaults.check(.stat, name)
+        var st = Glibc.stat()
+        _ = try name.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
+            try Self.retrying { fstatat(rawValue, p, &st, AT_SYMLINK_NOFOLLOW) }
+        }
+        return st
+    }
+
+    /// `readlinkat(2)` of `name` in this directory into `buffer`; the length.
+    public func readLink(_ name: FilePath, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        try SystemFaults.check(.readLink, name)
+        return try name.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
+            try Self.retrying { readlinkat(rawValue, p, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), buffer.count) }
+        }
+    }
+
+    public func changeMode(_ mode: mode_t) throws(Errno) {
+        try SystemFaults.check(.chmod)
+        _ = try Self.retrying { fchmod(rawValue, mode) }
+    }
+
+    // MARK: Durability
+
+    public func sync() throws(Errno) {
+        try SystemFaults.check(.sync)
+        _ = try Self.retrying { fsync(rawValue) }
+    }
+
+    /// `syncfs(2)`: everything of the filesystem holding this file.
+    public func syncFilesystem() throws(Errno) {
+        try SystemFaults.check(.sync)
+        _ = try Self.retrying { cfs_syncfs(rawValue) }
+    }
+
+    /// `flock(2)`; with `wait` false, EWOULDBLOCK when another holds it.
+    public func lock(exclusive: Bool, wait: Bool = true) throws(Errno) {
+        try SystemFaults.check(.lock)
+        let op = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)
+        _ = try Self.retrying { flock(rawValue, op) }
+    }
+
+    // MARK: Names in a directory
+
+    public func makeDirectory(_ name: FilePath, mode: mode_t) throws(Errno) {
+        try SystemFaults.check(.mkdir, name)
+        _ = try name.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
+            try Self.retrying { mkdirat(rawValue, p, mode) }
+        }
+    }
+
+    public func unlink(_ name: FilePath, directory: Bool = false) throws(Errno) {
+        try SystemFaults.check(.unlink, name)
+        _ = try name.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
+            try Self.retrying { unlinkat(rawValue, p, directory ? AT_REMOVEDIR : 0) }
+        }
+    }
+
+    /// Renames `from` in this directory to `to` in `directory`.
+    public func rename(_ from: FilePath, to: FilePath, in directory: FileDescriptor) throws(Errno) {
+        try SystemFaults.check(.rename, to)
+        _ = try from.withCString { (f: UnsafePointer<CChar>) throws(Errno) in
+            try to.withCString { (t: UnsafePointer<CChar>) throws(Errno) in
+                try Self.retrying { renameat(rawValue, f, directory.rawValue, t) }
+            }
+        }
+    }
+
+    /// Gives this open file (an anonymous `O_TMPFILE` one, say) the name
+    /// `name` in `directory`.
+    public func link(as name: FilePath, in directory: FileDescriptor?) throws(Errno) {
+        try SystemFaults.check(.link, name)
+        _ = try procPath.withCString { (src: UnsafePointer<CChar>) throws(Errno) in
+            try name.withCString { (dst: UnsafePointer<CChar>) throws(Errno) in
+                try Self.retrying { linkat(AT_FDCWD, src, directory?.rawValue ?? AT_FDCWD, dst, AT_SYMLINK_FOLLOW) }
+            }
+        }
+    }
+
+    // MARK: Copies
+
+    /// Shares `source`'s extents (a reflink).
+    public func cloneContents(of source: FileDescriptor) throws(Errno) {
+        try SystemFaults.check(.copy)
+        _ = try Self.retrying { cfs_ficlone(rawValue, source.rawValue) }
+    }
+
+    /// One `copy_file_range(2)` from the current offsets: bytes copied.
+    public func copyRange(from source: FileDescriptor, length: Int) throws(Errno) -> Int {
+        try SystemFaults.check(.copy)
+        return try Self.retrying { cfs_copy_file_range(source.rawValue, rawValue, length) }
+    }
+}

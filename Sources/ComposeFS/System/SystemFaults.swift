@@ -1,0 +1,42 @@
+import Synchronization
+
+/// The system calls the library makes, by what they do: fault injection
+/// chooses by these.
+public enum SystemCall: String, Sendable, CaseIterable {
+    case open, close, read, write, stat, readLink, listXattrs, getXattr
+    case mkdir, link, rename, unlink, sync, chmod, copy, lock
+}
+
+/// A test hook that makes chosen system calls fail as if the kernel had
+/// refused them: every wrapper in the system layer asks it first (one
+/// relaxed atomic load while it is off). The rule sees the call and the
+/// path when there is one.
+public enum SystemFaults {
+    public struct Call: Sendable {
+        public var call: SystemCall
+        public var path: FilePath?
+    }
+
+    public typealias Rule = @Sendable (Call) -> Errno?
+
+    private static let enabled = Atomic<Bool>(false)
+    private static let rule = Locked<Rule?>(nil)
+
+    /// Until `clear()`, every system call `rule` returns an errno for fails
+    /// with it (without being made).
+    public static func inject(_ rule: @escaping Rule) {
+        self.rule.withLock { $0 = rule }
+        enabled.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    public static func clear() {
+        enabled.store(false, ordering: .sequentiallyConsistent)
+        rule.withLock { $0 = nil }
+    }
+
+    @inline(__always)
+    static func check(_ call: SystemCall, _ path: FilePath? = nil) throws(Errno) {
+        guard enabled.load(ordering: .relaxed) else { return }
+        if let e = rule.withLock({ $0 })?(Call(call: call, path: path)) { throw e }
+    }
+}
