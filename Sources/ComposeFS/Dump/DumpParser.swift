@@ -172,101 +172,137 @@ public enum DumpParser {
 
         /// One line, without its newline (§14.4, §14.5). The fields are
         /// byte ranges of the line; each is decoded only when needed, and
-        /// the checks run in the reference's order.
+        /// the checks run in the reference's order: path, mode, the place
+        /// in the tree, attributes, payload/content/digest text, their
+        /// consistency, the digest, the xattrs.
         mutating func parseLine(_ text: UnsafeBufferPointer<UInt8>) throws(Reason) {
             guard let base = text.baseAddress, !text.isEmpty else { throw .emptyPath }
             if let nul = memchr(base, 0, text.count) {
                 throw .embeddedNUL(position: base.distance(to: nul.assumingMemoryBound(to: UInt8.self)))
             }
             let line = Line(base: base, count: text.count)
-
             let path = try line.decoded(0).cutAtNUL()
             guard !path.isEmpty else { throw .emptyPath }
-
-            var modeField = line.field(2)
-            let isHardlink = modeField.first == UInt8(ascii: "@")
-            if isHardlink { modeField = modeField.dropFirst() }
-            let mode = UInt32(truncatingIfNeeded: try integer(modeField, base: 8))
-            guard let type = FileType(mode: mode) else { throw .invalidMode(mode) }
-
+            let (mode, type, isHardlink) = try Self.mode(line)
             let node = try insert(path: path, mode: mode)
-
             if isHardlink {
                 guard !node.isDirectory else { throw .directoryHardlink }
                 hardlinks.append((node, try line.optional(8)?.cutAtNUL(), self.line))
                 return
             }
+            let attributes = try Attributes(line)
+            let data = try DataFields(line)
+            if let content = data.content, UInt64(content.count) != attributes.size {
+                throw .contentSizeMismatch(content: content.count, size: attributes.size)
+            }
+            try apply(attributes, to: node, type: type)
+            try apply(data, size: attributes.size, to: node, type: type)
+            node.digest = try data.digest()
+            try Self.setXattrs(line, on: node)
+        }
 
-            let size = try integer(line.field(1))
-            let nlink = try integer(line.field(3))
-            let uid = try integer(line.field(4))
-            // The reference checks GID and RDEV only when UID is 0 (§14.5 step 6).
-            let gid = uid == 0 ? try integer(line.field(5)) : (try? integer(line.field(5))) ?? 0
-            let rdev = uid == 0 ? try integer(line.field(6)) : (try? integer(line.field(6))) ?? 0
-            let mtimeField = line.field(7)
-            let dot = mtimeField.firstIndex(of: UInt8(ascii: "."))
-            let seconds = try integer(mtimeField[mtimeField.startIndex..<(dot ?? mtimeField.endIndex)])
-            let nanos = try integer(dot.map { mtimeField[($0 + 1)...] } ?? mtimeField[mtimeField.endIndex...])
+        /// The mode field: octal, `@` first for a hardlink entry.
+        static func mode(_ line: Line) throws(Reason) -> (UInt32, FileType, isHardlink: Bool) {
+            var field = line.field(2)
+            let isHardlink = field.first == UInt8(ascii: "@")
+            if isHardlink { field = field.dropFirst() }
+            let mode = UInt32(truncatingIfNeeded: try integer(field, base: 8))
+            guard let type = FileType(mode: mode) else { throw .invalidMode(mode) }
+            return (mode, type, isHardlink)
+        }
 
-            let payload = try line.optional(8)?.cutAtNUL()
-            let content = try line.optional(9)
-            // The digest text: unescaped here (an escape error shows now),
-            // checked below. Plain text stays a range of the line.
-            let digestField = line.field(10)
-            var digestText: [UInt8]? = nil
-            let digestIsPlain = line.find(UInt8(ascii: "\\"), from: digestField.startIndex, end: digestField.endIndex) == nil
-            if !digestIsPlain { digestText = try line.optional(10)?.cutAtNUL() }
-            if let content, UInt64(content.count) != size {
-                throw .contentSizeMismatch(content: content.count, size: size)
+        /// SIZE, NLINK, UID, GID, RDEV, MTIME.
+        struct Attributes {
+            var size, nlink, uid, gid, rdev, seconds, nanoseconds: UInt64
+
+            init(_ line: Line) throws(Reason) {
+                size = try integer(line.field(1))
+                nlink = try integer(line.field(3))
+                uid = try integer(line.field(4))
+                // The reference checks GID and RDEV only when UID is 0 (§14.5 step 6).
+                gid = uid == 0 ? try integer(line.field(5)) : (try? integer(line.field(5))) ?? 0
+                rdev = uid == 0 ? try integer(line.field(6)) : (try? integer(line.field(6))) ?? 0
+                let mtime = line.field(7)
+                let dot = mtime.firstIndex(of: UInt8(ascii: "."))
+                seconds = try integer(mtime[mtime.startIndex..<(dot ?? mtime.endIndex)])
+                nanoseconds = try integer(dot.map { mtime[($0 + 1)...] } ?? mtime[mtime.endIndex...])
+            }
+        }
+
+        /// PAYLOAD, CONTENT and DIGEST, unescaped (so an escape error shows
+        /// here); a plain digest stays a range of the line until checked.
+        struct DataFields {
+            var payload: [UInt8]?
+            var content: [UInt8]?
+            var digestField: Slice<UnsafeBufferPointer<UInt8>>
+            var digestText: [UInt8]?
+            var digestIsPlain: Bool
+
+            init(_ line: Line) throws(Reason) {
+                payload = try line.optional(8)?.cutAtNUL()
+                content = try line.optional(9)
+                digestField = line.field(10)
+                digestIsPlain = line.find(UInt8(ascii: "\\"), from: digestField.startIndex, end: digestField.endIndex) == nil
+                if !digestIsPlain { digestText = try line.optional(10)?.cutAtNUL() }
             }
 
-            if type != .symlink { node.size = size }
-            node.nlink = UInt32(truncatingIfNeeded: nlink)
-            node.uid = UInt32(truncatingIfNeeded: uid)
-            node.gid = UInt32(truncatingIfNeeded: gid)
+            /// The digest: 64 hex digits; an empty field (a short line) or
+            /// `-` means none.
+            func digest() throws(Reason) -> [UInt8]? {
+                if digestIsPlain {
+                    if digestField.isEmpty || (digestField.count == 1 && digestField.first == UInt8(ascii: "-")) { return nil }
+                    guard let digest = State.hexDigest(digestField) else { throw .invalidDigest(Array(digestField)) }
+                    return digest
+                }
+                guard let digestText, !digestText.isEmpty else { return nil }
+                guard digestText.count == 64, let digest = [UInt8](hexDigits: digestText) else {
+                    throw .invalidDigest(digestText)
+                }
+                return digest
+            }
+        }
+
+        func apply(_ a: Attributes, to node: Node, type: FileType) throws(Reason) {
+            if type != .symlink { node.size = a.size }
+            node.nlink = UInt32(truncatingIfNeeded: a.nlink)
+            node.uid = UInt32(truncatingIfNeeded: a.uid)
+            node.gid = UInt32(truncatingIfNeeded: a.gid)
             if type == .characterDevice || type == .blockDevice {
-                node.rdev = UInt32(truncatingIfNeeded: rdev)
-            } else if strict && rdev != 0 {
+                node.rdev = UInt32(truncatingIfNeeded: a.rdev)
+            } else if strict && a.rdev != 0 {
                 throw .nonZeroDevnum
             }
-            node.mtime = Timespec(seconds: Int64(bitPattern: seconds), nanoseconds: UInt32(truncatingIfNeeded: nanos))
+            node.mtime = Timespec(seconds: Int64(bitPattern: a.seconds), nanoseconds: UInt32(truncatingIfNeeded: a.nanoseconds))
+        }
 
+        /// A symlink's target, or a file's payload and inline content.
+        func apply(_ d: DataFields, size: UInt64, to node: Node, type: FileType) throws(Reason) {
             if type == .symlink {
-                guard let target = payload, !target.isEmpty, target.count < Node.maxPathLength else {
+                guard let target = d.payload, !target.isEmpty, target.count < Node.maxPathLength else {
                     throw .invalidSymlink
                 }
                 node.payload = target
                 node.size = UInt64(target.count)
                 if strict {
                     guard size == UInt64(target.count) else { throw .symlinkSizeMismatch(target: target.count, size: size) }
-                    guard content?.isEmpty ?? true else { throw .symlinkContent }
+                    guard d.content?.isEmpty ?? true else { throw .symlinkContent }
                 }
-            } else {
-                if let payload, payload.count >= Node.maxPathLength { throw .invalidPayload }
-                node.payload = payload
-                if let content, content.count > Node.maxInlineContent {
-                    throw .inlineContentTooLarge(content.count)
-                }
-                node.content = content?.isEmpty == false ? content : nil
+                return
             }
-
-            // An empty digest field (a short line) or `-` means no digest.
-            if digestIsPlain {
-                if !digestField.isEmpty && !(digestField.count == 1 && digestField.first == UInt8(ascii: "-")) {
-                    guard let digest = Self.hexDigest(digestField) else { throw .invalidDigest(Array(digestField)) }
-                    node.digest = digest
-                }
-            } else if let digestText, !digestText.isEmpty {
-                guard digestText.count == 64, let digest = [UInt8](hexDigits: digestText) else {
-                    throw .invalidDigest(digestText)
-                }
-                node.digest = digest
+            if let payload = d.payload, payload.count >= Node.maxPathLength { throw .invalidPayload }
+            node.payload = d.payload
+            if let content = d.content, content.count > Node.maxInlineContent {
+                throw .inlineContentTooLarge(content.count)
             }
+            node.content = d.content?.isEmpty == false ? d.content : nil
+        }
 
-            guard let xattrText = line.rest, !xattrText.isEmpty else { return }
-            guard xattrText.count <= DumpParser.maxXattrText else { throw .tooManyXattrs }
-            var x = xattrText.startIndex
-            let end = xattrText.endIndex
+        /// KEY=VALUE pairs after the fixed fields, separated by spaces.
+        static func setXattrs(_ line: Line, on node: Node) throws(Reason) {
+            guard let text = line.rest, !text.isEmpty else { return }
+            guard text.count <= DumpParser.maxXattrText else { throw .tooManyXattrs }
+            var x = text.startIndex
+            let end = text.endIndex
             while x < end {
                 let e = line.nextSpace(from: x, end: end)
                 guard let eq = line.find(UInt8(ascii: "="), from: x, end: e) else { throw .missingEqual }
@@ -357,7 +393,7 @@ public enum DumpParser {
             }
         }
 
-        func integer(_ field: Slice<UnsafeBufferPointer<UInt8>>, base: UInt64 = 10) throws(Reason) -> UInt64 {
+        static func integer(_ field: Slice<UnsafeBufferPointer<UInt8>>, base: UInt64 = 10) throws(Reason) -> UInt64 {
             guard let v = DumpParser.strtoull(field, base: base) else { throw .invalidInteger(Array(field)) }
             return v
         }

@@ -124,80 +124,27 @@ struct ImageLayout {
         try place()
     }
 
-    /// Breadth-first walk: one item per inode, with its prepared metadata.
+    /// Breadth-first walk: one item per inode, with its prepared metadata
+    /// (§6.1); then hardlink entries resolved, whiteout parents marked and
+    /// the root finished.
     private mutating func collect(root: Node) throws(ImageWriter.Error) {
-        var whiteoutParents: [Int] = []
-        var total = 1
-        var walk = [root]
-        while let n = walk.popLast() {
-            for c in n.children where !c.isHardlink {
-                total += 1
-                walk.append(c)
-            }
-        }
-        items.reserveCapacity(total + 256)
+        items.reserveCapacity(Self.inodeCount(root) + 256)
         items.append(try Self.prepare(root, parent: 0))
+        var whiteoutParents: [Int] = []
+        var links: [PendingLink] = []
         var cursor = 0
-        // Pending hardlink entries: (directory item, entry index, node).
-        var links: [(Int, Int, Node)] = []
         while cursor < items.count {
             let i = cursor
             cursor += 1
             guard let node = items[i].node else { continue }
-            if !node.isDirectory {
+            if node.isDirectory {
+                try addEntries(of: node, at: i, links: &links)
+            } else {
                 guard node.children.isEmpty else { throw .childrenOnNonDirectory(path: items[i].path) }
                 if Self.isWhiteout(node) { whiteoutParents.append(items[i].parent) }
-                continue
-            }
-            // Entries: the children merged with `.`, `..` and, for the
-            // root, the whiteouts 00..ff (a child of the same name wins).
-            let specials = i == 0 ? Self.rootSpecialNames : Self.specialNames
-            var entries: [Entry] = []
-            entries.reserveCapacity(node.children.count + specials.count)
-            var subdirectories: UInt32 = 0
-            var s = 0
-            for child in node.children {
-                while s < specials.count {
-                    let c = compareBytes(specials[s], child.name)
-                    if c > 0 { break }
-                    if c < 0 { try appendSpecial(s, of: i, into: &entries) }
-                    s += 1
-                }
-                if child.isDirectory { subdirectories += 1 }
-                if child.isHardlink {
-                    links.append((i, entries.count, child))
-                    entries.append(Entry(name: child.name, target: -1))
-                } else {
-                    entries.append(Entry(name: child.name, target: items.count))
-                    items.append(try Self.prepare(child, parent: i))
-                }
-            }
-            while s < specials.count {
-                try appendSpecial(s, of: i, into: &entries)
-                s += 1
-            }
-            items[i].entries = entries
-            items[i].nlink = 2 &+ subdirectories
-        }
-        // Hardlink entries point at the inode their chain ends at (§6.1).
-        if !links.isEmpty {
-            var index: [ObjectIdentifier: Int] = [:]
-            index.reserveCapacity(items.count)
-            for k in items.indices { if let n = items[k].node { index[ObjectIdentifier(n)] = k } }
-            for (dir, e, link) in links {
-                let path = link.path
-                var target = link
-                var steps = 0
-                while target.isHardlink {
-                    guard let next = target.hardlinkTarget else { throw .hardlinkTargetMissing(path: path) }
-                    target = next
-                    steps += 1
-                    if target === link || steps > items.count + 1 { throw .hardlinkLoop(path: path) }
-                }
-                guard let t = index[ObjectIdentifier(target)] else { throw .hardlinkTargetMissing(path: path) }
-                items[dir].entries[e].target = t
             }
         }
+        try resolve(links)
         // Whiteout markers on the parents (§5.3 step 4).
         for p in whiteoutParents {
             try Self.mark(&items[p], Self.escapedWhiteouts, [])
@@ -209,6 +156,81 @@ struct ImageLayout {
         }
         // Root finishing (§5.4): a real overlay xattr, never escaped.
         try Self.mark(&items[0], Self.opaqueKey, [UInt8(ascii: "y")])
+    }
+
+    /// A hardlink entry waiting for its target's item: the directory
+    /// item, the entry's index there, and the hardlink node.
+    struct PendingLink {
+        var directory: Int
+        var entry: Int
+        var node: Node
+    }
+
+    /// Inodes in the tree (hardlink entries are not inodes).
+    static func inodeCount(_ root: Node) -> Int {
+        var total = 1
+        var walk = [root]
+        while let n = walk.popLast() {
+            for c in n.children where !c.isHardlink {
+                total += 1
+                walk.append(c)
+            }
+        }
+        return total
+    }
+
+    /// The entries of directory item `i`: its children merged with `.`,
+    /// `..` and, for the root, the whiteouts 00..ff (a child of the same
+    /// name wins); a new item for each child that is an inode.
+    private mutating func addEntries(of node: Node, at i: Int, links: inout [PendingLink]) throws(ImageWriter.Error) {
+        let specials = i == 0 ? Self.rootSpecialNames : Self.specialNames
+        var entries: [Entry] = []
+        entries.reserveCapacity(node.children.count + specials.count)
+        var subdirectories: UInt32 = 0
+        var s = 0
+        for child in node.children {
+            while s < specials.count {
+                let c = compareBytes(specials[s], child.name)
+                if c > 0 { break }
+                if c < 0 { try appendSpecial(s, of: i, into: &entries) }
+                s += 1
+            }
+            if child.isDirectory { subdirectories += 1 }
+            if child.isHardlink {
+                links.append(PendingLink(directory: i, entry: entries.count, node: child))
+                entries.append(Entry(name: child.name, target: -1))
+            } else {
+                entries.append(Entry(name: child.name, target: items.count))
+                items.append(try Self.prepare(child, parent: i))
+            }
+        }
+        while s < specials.count {
+            try appendSpecial(s, of: i, into: &entries)
+            s += 1
+        }
+        items[i].entries = entries
+        items[i].nlink = 2 &+ subdirectories
+    }
+
+    /// Hardlink entries point at the inode their chain ends at (§6.1).
+    private mutating func resolve(_ links: [PendingLink]) throws(ImageWriter.Error) {
+        guard !links.isEmpty else { return }
+        var index: [ObjectIdentifier: Int] = [:]
+        index.reserveCapacity(items.count)
+        for k in items.indices { if let n = items[k].node { index[ObjectIdentifier(n)] = k } }
+        for link in links {
+            let path = link.node.path
+            var target = link.node
+            var steps = 0
+            while target.isHardlink {
+                guard let next = target.hardlinkTarget else { throw .hardlinkTargetMissing(path: path) }
+                target = next
+                steps += 1
+                if target === link.node || steps > items.count + 1 { throw .hardlinkLoop(path: path) }
+            }
+            guard let t = index[ObjectIdentifier(target)] else { throw .hardlinkTargetMissing(path: path) }
+            items[link.directory].entries[link.entry].target = t
+        }
     }
 
     /// `.` and `..`, and for the root also the 256 whiteouts `00`..`ff`
@@ -266,24 +288,7 @@ struct ImageLayout {
                 }
                 item.content = content
             } else if node.size > 0 {
-                item.external = true
-                var bits = node.size - 1 == 0 ? 1 : 64 - (node.size - 1).leadingZeroBitCount
-                bits = Swift.min(Swift.max(bits, 12), 12 + 31)
-                let chunk: UInt64 = 1 << UInt64(bits)
-                let count = node.size / chunk + (node.size % chunk == 0 ? 0 : 1)
-                guard count <= 1024 else { throw .fileTooLarge(path: path, size: node.size) }
-                item.chunkBits = bits
-                item.chunkCount = Int(count)
-                var metacopy: [UInt8] = []
-                if let digest = node.digest {
-                    guard digest.count == 32 else { throw .invalidDigest(path: path) }
-                    metacopy = [0, 36, 0, 1] + digest
-                }
-                try mark(&item, metacopyKey, metacopy)
-                if let payload = node.payload, !payload.isEmpty {
-                    guard payload.count < Node.maxPathLength else { throw .payloadTooLong(path: path) }
-                    try mark(&item, redirectKey, [UInt8(ascii: "/")] + payload)
-                }
+                try prepareExternal(&item, node)
             }
         case .symlink:
             guard let target = node.payload, !target.isEmpty, target.count < Node.maxPathLength else {
@@ -300,6 +305,30 @@ struct ImageLayout {
             break
         }
         return item
+    }
+
+    /// A file whose data is in the object store (§8.3, §5.3): chunk size
+    /// and count, the metacopy xattr (with the digest when known) and the
+    /// redirect to the object.
+    private static func prepareExternal(_ item: inout Item, _ node: Node) throws(ImageWriter.Error) {
+        item.external = true
+        var bits = node.size - 1 == 0 ? 1 : 64 - (node.size - 1).leadingZeroBitCount
+        bits = Swift.min(Swift.max(bits, 12), 12 + 31)
+        let chunk: UInt64 = 1 << UInt64(bits)
+        let count = node.size / chunk + (node.size % chunk == 0 ? 0 : 1)
+        guard count <= 1024 else { throw .fileTooLarge(path: node.path, size: node.size) }
+        item.chunkBits = bits
+        item.chunkCount = Int(count)
+        var metacopy: [UInt8] = []
+        if let digest = node.digest {
+            guard digest.count == 32 else { throw .invalidDigest(path: node.path) }
+            metacopy = [0, 36, 0, 1] + digest
+        }
+        try mark(&item, metacopyKey, metacopy)
+        if let payload = node.payload, !payload.isEmpty {
+            guard payload.count < Node.maxPathLength else { throw .payloadTooLong(path: node.path) }
+            try mark(&item, redirectKey, [UInt8(ascii: "/")] + payload)
+        }
     }
 
     /// One of the 256 whiteouts composefs adds to the root (§5.4).
@@ -348,54 +377,10 @@ struct ImageLayout {
         items[Int(group.item)].xattrs.entries[Int(group.entry)]
     }
 
-    /// Finds the distinct xattrs (an open-addressing table keyed by a
-    /// fast hash, confirmed byte by byte), shares those used more than
-    /// once, and sizes each item's xattr area.
+    /// Shares the xattrs used more than once (§7): finds the distinct
+    /// ones, orders the shared table, sizes each item's xattr area.
     private mutating func shareXattrs() throws(ImageWriter.Error) {
-        var total = 0
-        for i in items.indices {
-            items[i].xattrStart = total
-            total += items[i].xattrs.entries.count
-        }
-        xattrGroups = [Int32](repeating: -1, count: total)
-        var capacity = 64
-        while capacity < 2 * total { capacity *= 2 }
-        let mask = capacity - 1
-        var slots = [Int32](repeating: -1, count: capacity)
-        groups.reserveCapacity(total)
-        for i in items.indices {
-            let entries = items[i].xattrs.entries
-            for (k, x) in entries.enumerated() {
-                let h = Self.hash(x)
-                var slot = Int(truncatingIfNeeded: h) & mask
-                var found: Int32 = -1
-                while slots[slot] >= 0 {
-                    let g = Int(slots[slot])
-                    if groups[g].hash == h && xattr(of: groups[g]) == x {
-                        found = Int32(g)
-                        break
-                    }
-                    slot = (slot + 1) & mask
-                }
-                if found < 0 {
-                    found = Int32(groups.count)
-                    slots[slot] = found
-                    let (index, prefixLength) = EROFS.XattrEntry.prefix(of: x.key)
-                    let bit = x.key.withUnsafeBytes {
-                        XXHash32.hash(UnsafeRawBufferPointer(rebasing: $0[prefixLength...]),
-                                      seed: EROFS.xattrFilterSeed &+ UInt32(index)) & 31
-                    }
-                    groups.append(XattrGroup(
-                        item: Int32(i), entry: Int32(k), hash: h, nameIndex: index,
-                        prefixLength: UInt8(prefixLength), filterBit: UInt8(bit),
-                        entrySize: Int32(EROFS.XattrEntry.encodedSize(suffixLength: x.key.count - prefixLength,
-                                                                       valueLength: x.value.count))))
-                } else {
-                    groups[Int(found)].count += 1
-                }
-                xattrGroups[items[i].xattrStart + k] = found
-            }
-        }
+        groupXattrs()
         var table = groups.indices.filter { groups[$0].count > 1 }
         table.sort { a, b in
             let x = xattr(of: groups[a]), y = xattr(of: groups[b])
@@ -411,28 +396,84 @@ struct ImageLayout {
             offset += Int(groups[g].entrySize)
         }
         sharedSize = offset
+        for i in items.indices { try sizeXattrArea(i) }
+    }
+
+    /// Every item's xattrs by group: an open-addressing table keyed by a
+    /// fast hash, each hit confirmed byte by byte.
+    private mutating func groupXattrs() {
+        var total = 0
         for i in items.indices {
-            var filter: UInt32 = 0
-            var refs = 0
-            var inlineBytes = 0
-            let start = items[i].xattrStart
-            for k in 0..<items[i].xattrs.entries.count {
-                let g = groups[Int(xattrGroups[start + k])]
-                filter |= 1 << UInt32(g.filterBit)
-                if refs < 128, g.offset >= 0 {
-                    refs += 1
-                } else {
-                    inlineBytes += Int(g.entrySize)
-                }
-            }
-            let size = refs == 0 && inlineBytes == 0 ? 0 : roundUp(12 + 4 * refs + inlineBytes, 4)
-            guard size == 0 || (size - 12) / 4 + 1 <= Int(UInt16.max) else {
-                throw .tooManyXattrs(path: items[i].path)
-            }
-            items[i].filter = ~filter
-            items[i].sharedCount = refs
-            items[i].xattrSize = size
+            items[i].xattrStart = total
+            total += items[i].xattrs.entries.count
         }
+        xattrGroups = [Int32](repeating: -1, count: total)
+        var capacity = 64
+        while capacity < 2 * total { capacity *= 2 }
+        let mask = capacity - 1
+        var slots = [Int32](repeating: -1, count: capacity)
+        groups.reserveCapacity(total)
+        for i in items.indices {
+            for (k, x) in items[i].xattrs.entries.enumerated() {
+                let h = Self.hash(x)
+                var slot = Int(truncatingIfNeeded: h) & mask
+                var found: Int32 = -1
+                while slots[slot] >= 0 {
+                    let g = Int(slots[slot])
+                    if groups[g].hash == h && xattr(of: groups[g]) == x {
+                        found = Int32(g)
+                        break
+                    }
+                    slot = (slot + 1) & mask
+                }
+                if found < 0 {
+                    found = Int32(groups.count)
+                    slots[slot] = found
+                    groups.append(Self.group(x, item: i, entry: k, hash: h))
+                } else {
+                    groups[Int(found)].count += 1
+                }
+                xattrGroups[items[i].xattrStart + k] = found
+            }
+        }
+    }
+
+    /// A new group for `x`: its name prefix (§11.2), filter bit (§11.5)
+    /// and entry size (§11.3).
+    static func group(_ x: Xattr, item: Int, entry: Int, hash: UInt64) -> XattrGroup {
+        let (index, prefixLength) = EROFS.XattrEntry.prefix(of: x.key)
+        let bit = x.key.withUnsafeBytes {
+            XXHash32.hash(UnsafeRawBufferPointer(rebasing: $0[prefixLength...]), seed: EROFS.xattrFilterSeed &+ UInt32(index)) & 31
+        }
+        return XattrGroup(item: Int32(item), entry: Int32(entry), hash: hash, nameIndex: index,
+                          prefixLength: UInt8(prefixLength), filterBit: UInt8(bit),
+                          entrySize: Int32(EROFS.XattrEntry.encodedSize(suffixLength: x.key.count - prefixLength,
+                                                                         valueLength: x.value.count)))
+    }
+
+    /// An item's name filter and xattr area size: up to 128 shared
+    /// references, the rest inline (§8.5, §11.1).
+    private mutating func sizeXattrArea(_ i: Int) throws(ImageWriter.Error) {
+        var filter: UInt32 = 0
+        var refs = 0
+        var inlineBytes = 0
+        let start = items[i].xattrStart
+        for k in 0..<items[i].xattrs.entries.count {
+            let g = groups[Int(xattrGroups[start + k])]
+            filter |= 1 << UInt32(g.filterBit)
+            if refs < 128, g.offset >= 0 {
+                refs += 1
+            } else {
+                inlineBytes += Int(g.entrySize)
+            }
+        }
+        let size = refs == 0 && inlineBytes == 0 ? 0 : roundUp(12 + 4 * refs + inlineBytes, 4)
+        guard size == 0 || (size - 12) / 4 + 1 <= Int(UInt16.max) else {
+            throw .tooManyXattrs(path: items[i].path)
+        }
+        items[i].filter = ~filter
+        items[i].sharedCount = refs
+        items[i].xattrSize = size
     }
 
     /// A 64-bit hash of an xattr for the distinct-xattr table (in memory
@@ -473,67 +514,77 @@ struct ImageLayout {
 
     private mutating func place() throws(ImageWriter.Error) {
         var pos = EROFS.inodeTableOffset
-        let bs = EROFS.blockSize
         let minMtime = minMtime
         var dataBlocks = 0
         items.withUnsafeMutableBufferPointer { items in
             for i in items.indices {
-                var sizeForCompact: UInt64 = items[i].size
-                switch items[i].type {
-                case .directory:
-                    var blocks = 0, cur = 0, chunkStart = 0
-                    var chunks: [Range<Int>] = []
-                    for (k, e) in items[i].entries.enumerated() {
-                        let len = 12 + e.name.count
-                        if cur + len > bs {
-                            blocks += 1
-                            chunks.append(chunkStart..<k)
-                            chunkStart = k
-                            cur = 0
-                        }
-                        cur += len
-                    }
-                    chunks.append(chunkStart..<items[i].entries.count)
-                    if cur > bs / 2 { blocks += 1; cur = 0 }
-                    items[i].dirChunks = chunks
-                    items[i].nBlocks = blocks
-                    items[i].tail = cur
-                    sizeForCompact = UInt64(blocks * bs + cur)
-                case .symlink:
-                    items[i].tail = items[i].target.count
-                case .regular:
-                    if let count = items[i].content?.count {
-                        items[i].nBlocks = count / bs
-                        items[i].tail = count % bs
-                        if items[i].tail > bs / 2 { items[i].nBlocks += 1; items[i].tail = 0 }
-                    } else if items[i].external {
-                        items[i].tail = 4 * items[i].chunkCount
-                    }
-                default:
-                    break
-                }
-                let compact = items[i].mtime == minMtime && items[i].nlink <= 0xFFFF && items[i].uid <= 0xFFFF
-                    && items[i].gid <= 0xFFFF && sizeForCompact <= 0xFFFF_FFFF
-                items[i].compact = compact
-                let isz = compact ? EROFS.Inode.compactSize : EROFS.Inode.extendedSize
-                let xsz = items[i].xattrSize
-                let start = roundUp(pos, EROFS.slotSize)
-                items[i].ipad = start - pos
-                pos = start
-                let extra = Self.tailPadding(&items[i], pos: pos, isz: isz, xsz: xsz)
-                items[i].ipad += extra
-                pos += extra
-                items[i].nid = pos / EROFS.slotSize
-                if items[i].type == .directory { items[i].size = UInt64(items[i].nBlocks * bs + items[i].tail) }
+                let sizeForCompact = Self.size(&items[i])
+                Self.place(&items[i], at: &pos, minMtime: minMtime, sizeForCompact: sizeForCompact)
                 dataBlocks += items[i].nBlocks
-                pos += isz + xsz + items[i].tail
             }
         }
         self.dataBlocks = dataBlocks
         guard items[0].nid <= Int(UInt16.max) else { throw .rootNidTooLarge }
         inodesEnd = roundUp(pos, EROFS.slotSize)
-        dataStart = roundUp(inodesEnd + sharedSize, bs)
-        guard (dataStart / bs) + dataBlocks <= Int(UInt32.max) else { throw .imageTooLarge }
+        dataStart = roundUp(inodesEnd + sharedSize, EROFS.blockSize)
+        guard (dataStart / EROFS.blockSize) + dataBlocks <= Int(UInt32.max) else { throw .imageTooLarge }
+    }
+
+    /// Data blocks and inline tail of an item (§8.1–§8.3); returns the
+    /// size that decides between a compact and an extended inode.
+    static func size(_ it: inout Item) -> UInt64 {
+        let bs = EROFS.blockSize
+        switch it.type {
+        case .directory:
+            var blocks = 0, cur = 0, chunkStart = 0
+            var chunks: [Range<Int>] = []
+            for (k, e) in it.entries.enumerated() {
+                let len = 12 + e.name.count
+                if cur + len > bs {
+                    blocks += 1
+                    chunks.append(chunkStart..<k)
+                    chunkStart = k
+                    cur = 0
+                }
+                cur += len
+            }
+            chunks.append(chunkStart..<it.entries.count)
+            if cur > bs / 2 { blocks += 1; cur = 0 }
+            it.dirChunks = chunks
+            it.nBlocks = blocks
+            it.tail = cur
+            return UInt64(blocks * bs + cur)
+        case .symlink:
+            it.tail = it.target.count
+        case .regular:
+            if let count = it.content?.count {
+                it.nBlocks = count / bs
+                it.tail = count % bs
+                if it.tail > bs / 2 { it.nBlocks += 1; it.tail = 0 }
+            } else if it.external {
+                it.tail = 4 * it.chunkCount
+            }
+        default:
+            break
+        }
+        return it.size
+    }
+
+    /// The inode's format (§8.4), slot and padding (§9.1): `pos` is where
+    /// the previous inode ended and moves past this one.
+    static func place(_ it: inout Item, at pos: inout Int, minMtime: Timespec, sizeForCompact: UInt64) {
+        it.compact = it.mtime == minMtime && it.nlink <= 0xFFFF && it.uid <= 0xFFFF
+            && it.gid <= 0xFFFF && sizeForCompact <= 0xFFFF_FFFF
+        let isz = it.compact ? EROFS.Inode.compactSize : EROFS.Inode.extendedSize
+        let start = roundUp(pos, EROFS.slotSize)
+        it.ipad = start - pos
+        pos = start
+        let extra = tailPadding(&it, pos: pos, isz: isz, xsz: it.xattrSize)
+        it.ipad += extra
+        pos += extra
+        it.nid = pos / EROFS.slotSize
+        if it.type == .directory { it.size = UInt64(it.nBlocks * EROFS.blockSize + it.tail) }
+        pos += isz + it.xattrSize + it.tail
     }
 
     /// Keeps an inline tail inside one 4096-byte block (§9.2). May move the

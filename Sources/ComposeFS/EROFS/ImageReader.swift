@@ -165,6 +165,9 @@ public enum ImageReader {
             var tailLength: Int
         }
 
+        /// The inode `nid` as a node named `name` (§15.2): attributes,
+        /// xattrs, a symlink's target, an inline file's content. Nil for a
+        /// whiteout (hidden, as the reference loader does).
         func loadInode(nid: UInt64, name: [UInt8], from: Int) throws -> Loaded? {
             let o = try inodeOffset(nid, from: from)
             let inode = try EROFS.Inode(decoding: r, at: o, buildTime: buildTime)
@@ -191,44 +194,48 @@ public enum ImageReader {
                 try r.check(tailOffset, tailLength)
             }
             if xattrSize > 0 { try loadXattrs(node, type: type, at: xattrStart, size: xattrSize) }
-
             let loaded = Loaded(node: node, inode: inode, offset: o, tailOffset: tailOffset, tailLength: tailLength)
             switch type {
-            case .symlink:
-                let target: [UInt8]
-                if inode.layout == EROFS.DataLayout.flatInline.rawValue {
-                    target = try r.bytes(at: tailOffset, count: tailLength)
-                } else {
-                    guard inode.size < UInt64(EROFS.blockSize) else {
-                        throw Error.corrupt(offset: o, "symlink target of \(inode.size) bytes")
-                    }
-                    target = try r.bytes(at: try blockOffset(inode.u, from: o), count: Int(inode.size))
-                }
-                node.payload = target
-            case .regular where inode.size > 0:
-                switch inode.layout {
-                case EROFS.DataLayout.flatPlain.rawValue, EROFS.DataLayout.flatInline.rawValue:
-                    guard inode.size <= UInt64(Node.maxInlineContent) else {
-                        throw Error.corrupt(offset: o, "inline file of \(inode.size) bytes")
-                    }
-                    let size = Int(inode.size)
-                    let inBlocks = size - tailLength
-                    var content: [UInt8] = []
-                    content.reserveCapacity(size)
-                    if inBlocks > 0 {
-                        content += try r.slice(at: try blockOffset(inode.u, from: o), count: inBlocks)
-                    }
-                    content += try r.slice(at: tailOffset, count: tailLength)
-                    node.content = content
-                case EROFS.DataLayout.chunkBased.rawValue:
-                    break
-                default:
-                    throw Error.corrupt(offset: o, "unsupported data layout \(inode.layout) for a regular file")
-                }
-            default:
-                break
+            case .symlink: node.payload = try symlinkTarget(loaded)
+            case .regular where inode.size > 0: node.content = try inlineContent(loaded)
+            default: break
             }
             return loaded
+        }
+
+        /// A symlink's target: its inline tail, or its one data block.
+        func symlinkTarget(_ l: Loaded) throws -> [UInt8] {
+            if l.inode.layout == EROFS.DataLayout.flatInline.rawValue {
+                return try r.bytes(at: l.tailOffset, count: l.tailLength)
+            }
+            guard l.inode.size < UInt64(EROFS.blockSize) else {
+                throw Error.corrupt(offset: l.offset, "symlink target of \(l.inode.size) bytes")
+            }
+            return try r.bytes(at: try blockOffset(l.inode.u, from: l.offset), count: Int(l.inode.size))
+        }
+
+        /// An inline file's content (its blocks, then its tail); nil for an
+        /// external (chunk-based) file, whose data is in the object store.
+        func inlineContent(_ l: Loaded) throws -> [UInt8]? {
+            switch l.inode.layout {
+            case EROFS.DataLayout.flatPlain.rawValue, EROFS.DataLayout.flatInline.rawValue:
+                guard l.inode.size <= UInt64(Node.maxInlineContent) else {
+                    throw Error.corrupt(offset: l.offset, "inline file of \(l.inode.size) bytes")
+                }
+                let size = Int(l.inode.size)
+                let inBlocks = size - l.tailLength
+                var content: [UInt8] = []
+                content.reserveCapacity(size)
+                if inBlocks > 0 {
+                    content += try r.slice(at: try blockOffset(l.inode.u, from: l.offset), count: inBlocks)
+                }
+                content += try r.slice(at: l.tailOffset, count: l.tailLength)
+                return content
+            case EROFS.DataLayout.chunkBased.rawValue:
+                return nil
+            default:
+                throw Error.corrupt(offset: l.offset, "unsupported data layout \(l.inode.layout) for a regular file")
+            }
         }
 
         func blockOffset(_ block: UInt32, from: Int) throws -> Int {

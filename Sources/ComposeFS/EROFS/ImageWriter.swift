@@ -97,76 +97,21 @@ public enum ImageWriter {
         }
     }
 
-    /// The image in order (§2); `items` are the layout's, read in place.
+    /// The image in order (§2): header and superblock, the inode table,
+    /// the shared xattr table, the data blocks. `items` are the layout's,
+    /// read in place.
     static func serialize<E: Swift.Error>(_ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>,
                                           _ sink: ([UInt8]) throws(E) -> Void) throws(E) {
-        let bs = EROFS.blockSize
-        var w = ByteWriter(capacity: min(layout.imageSize, chunkSize + 2 * bs))
+        var w = ByteWriter(capacity: min(layout.imageSize, chunkSize + 2 * EROFS.blockSize))
         func flush(_ force: Bool = false) throws(E) {
             if force || w.count - w.drained >= chunkSize { try sink(w.drain()) }
         }
-        ComposefsHeader(flags: layout.hasACL ? ComposefsHeader.flagHasACL : 0,
-                        composefsVersion: layout.version).encode(into: &w)
-        w.zeros(EROFS.superblockOffset - w.count)
-
-        var sb = EROFS.Superblock()
-        sb.rootNid = UInt16(items[0].nid)
-        sb.inodeCount = UInt64(items.count)
-        sb.buildTime = UInt64(bitPattern: layout.minMtime.seconds)
-        sb.buildTimeNsec = layout.minMtime.nanoseconds
-        sb.blocks = UInt32(layout.imageSize / bs)
-        sb.metaBlockAddress = 0
-        sb.xattrBlockAddress = UInt32(layout.inodesEnd / bs)
-        sb.encode(into: &w)
+        encodeHeaders(layout, items, into: &w)
 
         // Inode table (§10).
-        var block = layout.dataStart / bs
-        let sharedBase = layout.inodesEnd % bs
+        var block = layout.dataStart / EROFS.blockSize
         for index in items.indices {
-            w.zeros(items[index].ipad)
-            assert(w.count == items[index].nid * EROFS.slotSize)
-            var u: UInt32 = 0
-            let type = items[index].type
-            let nBlocks = items[index].nBlocks
-            if (type == .directory || type == .regular || type == .symlink) && nBlocks > 0 {
-                u = UInt32(block)
-                block += nBlocks
-            }
-            if type == .characterDevice || type == .blockDevice { u = items[index].rdev }
-            if items[index].external { u = (u & 0xFFFF_0000) | UInt32(items[index].chunkBits - 12) }
-            let size: UInt64 = switch type {
-            case .directory, .regular, .symlink: items[index].size
-            default: 0
-            }
-            let xattrSize = items[index].xattrSize
-            let inode = EROFS.Inode(
-                extended: !items[index].compact, layout: items[index].layout.rawValue,
-                xattrCount: xattrSize == 0 ? 0 : UInt16((xattrSize - 12) / 4 + 1),
-                mode: UInt16(truncatingIfNeeded: items[index].mode), nlink: items[index].nlink, size: size, u: u,
-                ino: UInt32(truncatingIfNeeded: index), uid: items[index].uid, gid: items[index].gid,
-                mtime: items[index].mtime)
-            inode.encode(into: &w)
-            if xattrSize > 0 {
-                encodeXattrArea(layout, items, index, sharedBase: sharedBase, into: &w)
-            }
-            let tail = items[index].tail
-            if tail > 0 {
-                switch type {
-                case .directory:
-                    let chunks = items[index].dirChunks
-                    encodeDirents(items, items[index].entries, chunks[chunks.count - 1], into: &w)
-                case .symlink:
-                    w.append(items[index].target)
-                case .regular:
-                    if let content = items[index].content {
-                        w.append(content[(content.count - tail)...])
-                    } else {
-                        for _ in 0..<items[index].chunkCount { w.u32(EROFS.nullAddress) }
-                    }
-                default:
-                    break
-                }
-            }
+            encodeInode(layout, items, index, block: &block, into: &w)
             try flush()
         }
         w.pad(to: EROFS.slotSize)
@@ -182,31 +127,107 @@ public enum ImageWriter {
 
         // Data blocks (§12.4), in inode order.
         for index in items.indices where items[index].nBlocks > 0 {
-            let start = w.count
-            switch items[index].type {
-            case .directory:
-                let entries = items[index].entries
-                for (k, chunk) in items[index].dirChunks.enumerated() where k < items[index].nBlocks {
-                    encodeDirents(items, entries, chunk, into: &w)
-                    w.pad(to: bs)
-                }
-            case .regular:
-                if let content = items[index].content {
-                    w.append(content[0..<min(content.count, bs)])
-                } else {
-                    for _ in 0..<(bs / 4) { w.u32(EROFS.nullAddress) }
-                }
-            case .symlink:
-                w.append(items[index].target)
-            default:
-                break
-            }
-            w.pad(to: bs)
-            assert(w.count - start == items[index].nBlocks * bs)
+            encodeDataBlocks(items, index, into: &w)
             try flush()
         }
         assert(w.count == layout.imageSize)
         try flush(true)
+    }
+
+    /// The composefs header (§3), then the EROFS superblock at 1024 (§4).
+    static func encodeHeaders(_ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>,
+                              into w: inout ByteWriter) {
+        ComposefsHeader(flags: layout.hasACL ? ComposefsHeader.flagHasACL : 0,
+                        composefsVersion: layout.version).encode(into: &w)
+        w.zeros(EROFS.superblockOffset - w.count)
+        var sb = EROFS.Superblock()
+        sb.rootNid = UInt16(items[0].nid)
+        sb.inodeCount = UInt64(items.count)
+        sb.buildTime = UInt64(bitPattern: layout.minMtime.seconds)
+        sb.buildTimeNsec = layout.minMtime.nanoseconds
+        sb.blocks = UInt32(layout.imageSize / EROFS.blockSize)
+        sb.metaBlockAddress = 0
+        sb.xattrBlockAddress = UInt32(layout.inodesEnd / EROFS.blockSize)
+        sb.encode(into: &w)
+    }
+
+    /// One inode (§10): its padding, the inode, its xattr area and its
+    /// inline tail. `block` is the next free data block; the inode takes
+    /// its blocks from there.
+    static func encodeInode(_ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>, _ index: Int,
+                            block: inout Int, into w: inout ByteWriter) {
+        w.zeros(items[index].ipad)
+        assert(w.count == items[index].nid * EROFS.slotSize)
+        var u: UInt32 = 0
+        let type = items[index].type
+        let nBlocks = items[index].nBlocks
+        if (type == .directory || type == .regular || type == .symlink) && nBlocks > 0 {
+            u = UInt32(block)
+            block += nBlocks
+        }
+        if type == .characterDevice || type == .blockDevice { u = items[index].rdev }
+        if items[index].external { u = (u & 0xFFFF_0000) | UInt32(items[index].chunkBits - 12) }
+        let size: UInt64 = switch type {
+        case .directory, .regular, .symlink: items[index].size
+        default: 0
+        }
+        let xattrSize = items[index].xattrSize
+        EROFS.Inode(
+            extended: !items[index].compact, layout: items[index].layout.rawValue,
+            xattrCount: xattrSize == 0 ? 0 : UInt16((xattrSize - 12) / 4 + 1),
+            mode: UInt16(truncatingIfNeeded: items[index].mode), nlink: items[index].nlink, size: size, u: u,
+            ino: UInt32(truncatingIfNeeded: index), uid: items[index].uid, gid: items[index].gid,
+            mtime: items[index].mtime
+        ).encode(into: &w)
+        if xattrSize > 0 {
+            encodeXattrArea(layout, items, index, sharedBase: layout.inodesEnd % EROFS.blockSize, into: &w)
+        }
+        let tail = items[index].tail
+        guard tail > 0 else { return }
+        switch type {
+        case .directory:
+            let chunks = items[index].dirChunks
+            encodeDirents(items, items[index].entries, chunks[chunks.count - 1], into: &w)
+        case .symlink:
+            w.append(items[index].target)
+        case .regular:
+            if let content = items[index].content {
+                w.append(content[(content.count - tail)...])
+            } else {
+                for _ in 0..<items[index].chunkCount { w.u32(EROFS.nullAddress) }
+            }
+        default:
+            break
+        }
+    }
+
+    /// An inode's data blocks (§12.4): full directory blocks, the head of
+    /// an inline file, a symlink target moved out of the inode, or the
+    /// null chunk indexes of an external file.
+    static func encodeDataBlocks(_ items: UnsafeBufferPointer<ImageLayout.Item>, _ index: Int,
+                                 into w: inout ByteWriter) {
+        let bs = EROFS.blockSize
+        let start = w.count
+        switch items[index].type {
+        case .directory:
+            let entries = items[index].entries
+            for (k, chunk) in items[index].dirChunks.enumerated() where k < items[index].nBlocks {
+                encodeDirents(items, entries, chunk, into: &w)
+                w.pad(to: bs)
+            }
+        case .regular:
+            if let content = items[index].content {
+                w.append(content[0..<min(content.count, bs)])
+            } else {
+                for _ in 0..<(bs / 4) { w.u32(EROFS.nullAddress) }
+            }
+        case .symlink:
+            w.append(items[index].target)
+        default:
+            break
+        }
+        w.pad(to: bs)
+        assert(w.count - start == items[index].nBlocks * bs)
     }
 
     /// An item's xattr area (§11.1): the name filter, the shared ids

@@ -127,58 +127,14 @@ public enum DirectoryScanner {
             }
             if !options.skipXattrs { try readXattrs(into: rootNode, from: .descriptor(root), display: source) }
             var batch: [FilePass.Job] = []
-            var linkBuffer = [UInt8](repeating: 0, count: Node.maxPathLength)
             var stack: [(Node, [UInt8])] = [(rootNode, [])]
             while let (dir, rel) = stack.popLast() {
                 if files.isStopped { break }
-                let shown = display(rel)
-                let dfd: FileDescriptor
-                do {
-                    dfd = rel.isEmpty ? try root.duplicate()
-                        : try DirectoryScanner.open(rel, under: root, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-                } catch {
-                    throw .access(path: shown, errno: error)
-                }
-                var entries: DirectoryStream
-                do { entries = try DirectoryStream(dfd) } catch { throw .access(path: shown, errno: error) }
-                if !rel.isEmpty && !options.skipXattrs { try readXattrs(into: dir, from: .descriptor(dfd), display: shown) }
-                // "/proc/self/fd/N/NAME" for the entries that are neither
-                // directories nor files with data.
-                let procDir = dfd.procPath.bytes + [UInt8(ascii: "/")]
-                while true {
-                    let next: UnsafeBufferPointer<UInt8>?
-                    do { next = try entries.next() } catch { throw .access(path: shown, errno: error) }
-                    guard let entry = next else { break }
-                    let name = Array(entry)
-                    let local = FilePath(bytes: name)
-                    func childRel() -> [UInt8] { rel.isEmpty ? name : rel + [UInt8(ascii: "/")] + name }
-                    let st: stat
-                    do { st = try dfd.stat(local) } catch { throw .access(path: display(childRel()), errno: error) }
-                    let type = st.st_mode & S_IFMT
-                    if options.skipDevices && (type == S_IFBLK || type == S_IFCHR) { continue }
-                    let node = makeNode(name: name, st)
-                    if type == S_IFLNK {
-                        let n: Int
-                        do {
-                            n = try withMutableBytes(&linkBuffer) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in
-                                try dfd.readLink(local, into: b)
-                            }
-                        } catch {
-                            throw .access(path: display(childRel()), errno: error)
-                        }
-                        guard n > 0, n < Node.maxPathLength else { throw .access(path: display(childRel()), errno: .nameTooLong) }
-                        node.payload = Array(linkBuffer[0..<n])
-                        node.size = UInt64(n)
-                    }
-                    let hasData = type == S_IFREG && node.size > 0
-                    if !options.skipXattrs && type != S_IFDIR && !hasData {
-                        try readXattrs(into: node, from: .path(FilePath(bytes: procDir + name)), display: display(childRel()))
-                    }
-                    do { try dir.addChild(node) } catch { throw .access(path: display(childRel()), errno: .invalidArgument) }
-                    if type == S_IFDIR {
-                        stack.append((node, childRel()))
-                    } else if hasData {
-                        batch.append(FilePass.Job(node: node, rel: childRel()))
+                try scanDirectory(dir, rel: rel, under: root) { node, childRel in
+                    if node.isDirectory {
+                        stack.append((node, childRel))
+                    } else {
+                        batch.append(FilePass.Job(node: node, rel: childRel))
                         if batch.count >= 64 {
                             files.add(batch)
                             batch.removeAll(keepingCapacity: true)
@@ -189,6 +145,68 @@ public enum DirectoryScanner {
                 batch.removeAll(keepingCapacity: true)
             }
             return rootNode
+        }
+
+        /// One directory: its xattrs, then a node for each entry, added to
+        /// `dir`. Subdirectories and regular files with data are passed to
+        /// `found` with their paths (their contents come later).
+        func scanDirectory(_ dir: Node, rel: [UInt8], under root: FileDescriptor,
+                           found: (Node, [UInt8]) -> Void) throws(Error) {
+            let shown = display(rel)
+            let dfd: FileDescriptor
+            do {
+                dfd = rel.isEmpty ? try root.duplicate()
+                    : try DirectoryScanner.open(rel, under: root, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            } catch {
+                throw .access(path: shown, errno: error)
+            }
+            var entries: DirectoryStream
+            do { entries = try DirectoryStream(dfd) } catch { throw .access(path: shown, errno: error) }
+            if !rel.isEmpty && !options.skipXattrs { try readXattrs(into: dir, from: .descriptor(dfd), display: shown) }
+            var linkBuffer = [UInt8](repeating: 0, count: Node.maxPathLength)
+            while true {
+                let next: UnsafeBufferPointer<UInt8>?
+                do { next = try entries.next() } catch { throw .access(path: shown, errno: error) }
+                guard let entry = next else { break }
+                let name = Array(entry)
+                let childRel = rel.isEmpty ? name : rel + [UInt8(ascii: "/")] + name
+                guard let node = try entryNode(name, in: dfd, shown: display(childRel), linkBuffer: &linkBuffer) else { continue }
+                do { try dir.addChild(node) } catch { throw .access(path: display(childRel), errno: .invalidArgument) }
+                if node.isDirectory || (node.fileType == .regular && node.size > 0) { found(node, childRel) }
+            }
+        }
+
+        /// The node of directory entry `name` from `lstat`, with a
+        /// symlink's target; its xattrs unless it is a directory or a file
+        /// with data (read later, from their descriptors). Nil for a device
+        /// left out by `skipDevices`.
+        func entryNode(_ name: [UInt8], in dfd: FileDescriptor, shown: FilePath,
+                       linkBuffer: inout [UInt8]) throws(Error) -> Node? {
+            let local = FilePath(bytes: name)
+            let st: stat
+            do { st = try dfd.stat(local) } catch { throw .access(path: shown, errno: error) }
+            let type = st.st_mode & S_IFMT
+            if options.skipDevices && (type == S_IFBLK || type == S_IFCHR) { return nil }
+            let node = makeNode(name: name, st)
+            if type == S_IFLNK {
+                let n: Int
+                do {
+                    n = try withMutableBytes(&linkBuffer) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in
+                        try dfd.readLink(local, into: b)
+                    }
+                } catch {
+                    throw .access(path: shown, errno: error)
+                }
+                guard n > 0, n < Node.maxPathLength else { throw .access(path: shown, errno: .nameTooLong) }
+                node.payload = Array(linkBuffer[0..<n])
+                node.size = UInt64(n)
+            }
+            let hasData = type == S_IFREG && node.size > 0
+            if !options.skipXattrs && type != S_IFDIR && !hasData {
+                // "/proc/self/fd/N/NAME": the entry itself, whatever it is.
+                try readXattrs(into: node, from: .path(dfd.procPath.appending(name)), display: shown)
+            }
+            return node
         }
 
         /// Every xattr (or only the `user.` ones) of the entry.

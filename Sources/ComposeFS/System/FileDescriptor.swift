@@ -31,7 +31,7 @@ public struct FileDescriptor: Hashable, Sendable {
     /// `openat(2)`; `relativeTo` nil means the working directory.
     public static func open(_ path: FilePath, _ flags: Int32, mode: mode_t = 0o666,
                             relativeTo dir: FileDescriptor? = nil) throws(Errno) -> FileDescriptor {
-        try SystemFaults.check(.open, path)
+        try SystemFaults.check(.open, path, dir)
         let fd = try path.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
             try retrying { openat(dir?.rawValue ?? AT_FDCWD, p, flags | O_CLOEXEC, mode) }
         }
@@ -51,13 +51,13 @@ public struct FileDescriptor: Hashable, Sendable {
 
     /// One `read(2)`: the byte count, 0 at the end.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-        try SystemFaults.check(.read)
+        try SystemFaults.check(.read, nil, self)
         return try Self.retrying { Glibc.read(rawValue, buffer.baseAddress, buffer.count) }
     }
 
     /// One `pread(2)` at `offset`.
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(Errno) -> Int {
-        try SystemFaults.check(.read)
+        try SystemFaults.check(.read, nil, self)
         return try Self.retrying { pread(rawValue, buffer.baseAddress, buffer.count, off_t(offset)) }
     }
 
@@ -76,7 +76,7 @@ public struct FileDescriptor: Hashable, Sendable {
     public func writeAll(_ bytes: UnsafeRawBufferPointer) throws(Errno) {
         var done = 0
         while done < bytes.count {
-            try SystemFaults.check(.write)
+            try SystemFaults.check(.write, nil, self)
             done += try Self.retrying { Glibc.write(rawValue, bytes.baseAddress! + done, bytes.count - done) }
         }
     }
@@ -92,7 +92,7 @@ public struct FileDescriptor: Hashable, Sendable {
     // MARK: Metadata
 
     public func stat() throws(Errno) -> Glibc.stat {
-        try SystemFaults.check(.stat)
+        try SystemFaults.check(.stat, nil, self)
         var st = Glibc.stat()
         _ = try Self.retrying { fstat(rawValue, &st) }
         return st
@@ -100,7 +100,7 @@ public struct FileDescriptor: Hashable, Sendable {
 
     /// `fstatat(2)` of `name` in this directory, symlinks not followed.
     public func stat(_ name: FilePath) throws(Errno) -> Glibc.stat {
-        try SystemFaults.check(.stat, name)
+        try SystemFaults.check(.stat, name, self)
         var st = Glibc.stat()
         _ = try name.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
             try Self.retrying { fstatat(rawValue, p, &st, AT_SYMLINK_NOFOLLOW) }
@@ -110,33 +110,33 @@ public struct FileDescriptor: Hashable, Sendable {
 
     /// `readlinkat(2)` of `name` in this directory into `buffer`; the length.
     public func readLink(_ name: FilePath, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-        try SystemFaults.check(.readLink, name)
+        try SystemFaults.check(.readLink, name, self)
         return try name.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
             try Self.retrying { readlinkat(rawValue, p, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), buffer.count) }
         }
     }
 
     public func changeMode(_ mode: mode_t) throws(Errno) {
-        try SystemFaults.check(.chmod)
+        try SystemFaults.check(.chmod, nil, self)
         _ = try Self.retrying { fchmod(rawValue, mode) }
     }
 
     // MARK: Durability
 
     public func sync() throws(Errno) {
-        try SystemFaults.check(.sync)
+        try SystemFaults.check(.sync, nil, self)
         _ = try Self.retrying { fsync(rawValue) }
     }
 
     /// `syncfs(2)`: everything of the filesystem holding this file.
     public func syncFilesystem() throws(Errno) {
-        try SystemFaults.check(.sync)
+        try SystemFaults.check(.sync, nil, self)
         _ = try Self.retrying { cfs_syncfs(rawValue) }
     }
 
     /// `flock(2)`; with `wait` false, EWOULDBLOCK when another holds it.
     public func lock(exclusive: Bool, wait: Bool = true) throws(Errno) {
-        try SystemFaults.check(.lock)
+        try SystemFaults.check(.lock, nil, self)
         let op = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)
         _ = try Self.retrying { flock(rawValue, op) }
     }
@@ -144,14 +144,14 @@ public struct FileDescriptor: Hashable, Sendable {
     // MARK: Names in a directory
 
     public func makeDirectory(_ name: FilePath, mode: mode_t) throws(Errno) {
-        try SystemFaults.check(.mkdir, name)
+        try SystemFaults.check(.mkdir, name, self)
         _ = try name.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
             try Self.retrying { mkdirat(rawValue, p, mode) }
         }
     }
 
     public func unlink(_ name: FilePath, directory: Bool = false) throws(Errno) {
-        try SystemFaults.check(.unlink, name)
+        try SystemFaults.check(.unlink, name, self)
         _ = try name.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
             try Self.retrying { unlinkat(rawValue, p, directory ? AT_REMOVEDIR : 0) }
         }
@@ -159,7 +159,7 @@ public struct FileDescriptor: Hashable, Sendable {
 
     /// Renames `from` in this directory to `to` in `directory`.
     public func rename(_ from: FilePath, to: FilePath, in directory: FileDescriptor) throws(Errno) {
-        try SystemFaults.check(.rename, to)
+        try SystemFaults.check(.rename, to, directory)
         _ = try from.withCString { (f: UnsafePointer<CChar>) throws(Errno) in
             try to.withCString { (t: UnsafePointer<CChar>) throws(Errno) in
                 try Self.retrying { renameat(rawValue, f, directory.rawValue, t) }
@@ -170,7 +170,7 @@ public struct FileDescriptor: Hashable, Sendable {
     /// Gives this open file (an anonymous `O_TMPFILE` one, say) the name
     /// `name` in `directory`.
     public func link(as name: FilePath, in directory: FileDescriptor?) throws(Errno) {
-        try SystemFaults.check(.link, name)
+        try SystemFaults.check(.link, name, directory)
         _ = try procPath.withCString { (src: UnsafePointer<CChar>) throws(Errno) in
             try name.withCString { (dst: UnsafePointer<CChar>) throws(Errno) in
                 try Self.retrying { linkat(AT_FDCWD, src, directory?.rawValue ?? AT_FDCWD, dst, AT_SYMLINK_FOLLOW) }
@@ -182,13 +182,13 @@ public struct FileDescriptor: Hashable, Sendable {
 
     /// Shares `source`'s extents (a reflink).
     public func cloneContents(of source: FileDescriptor) throws(Errno) {
-        try SystemFaults.check(.copy)
+        try SystemFaults.check(.copy, nil, self)
         _ = try Self.retrying { cfs_ficlone(rawValue, source.rawValue) }
     }
 
     /// One `copy_file_range(2)` from the current offsets: bytes copied.
     public func copyRange(from source: FileDescriptor, length: Int) throws(Errno) -> Int {
-        try SystemFaults.check(.copy)
+        try SystemFaults.check(.copy, nil, self)
         return try Self.retrying { cfs_copy_file_range(source.rawValue, rawValue, length) }
     }
 }

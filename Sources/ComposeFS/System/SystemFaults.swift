@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 
 /// The system calls the library makes, by what they do: fault injection
@@ -14,7 +15,26 @@ public enum SystemCall: String, Sendable, CaseIterable {
 public enum SystemFaults {
     public struct Call: Sendable {
         public var call: SystemCall
+        /// The path the call names, if any.
         public var path: FilePath?
+        /// The descriptor it works on, if any.
+        public var descriptor: FileDescriptor?
+
+        /// The file the call is about: its path, else where its descriptor
+        /// points (`/proc/self/fd/N`; an anonymous file shows its
+        /// directory and "(deleted)").
+        public var file: FilePath? {
+            if let path, path.bytes.first == UInt8(ascii: "/") { return path }
+            guard let descriptor, descriptor.rawValue >= 0 || descriptor.rawValue == AT_FDCWD else { return path }
+            var buf = [UInt8](repeating: 0, count: 4096)
+            let link: FilePath = descriptor.rawValue == AT_FDCWD ? "/proc/self/cwd" : descriptor.procPath
+            let n = link.withCString { p in
+                buf.withUnsafeMutableBytes { readlink(p, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+            }
+            guard n > 0 else { return path }
+            let where_ = FilePath(bytes: Array(buf[0..<n]))
+            return path.map { where_.appending($0.bytes) } ?? where_
+        }
     }
 
     public typealias Rule = @Sendable (Call) -> Errno?
@@ -35,8 +55,8 @@ public enum SystemFaults {
     }
 
     @inline(__always)
-    static func check(_ call: SystemCall, _ path: FilePath? = nil) throws(Errno) {
+    static func check(_ call: SystemCall, _ path: FilePath? = nil, _ descriptor: FileDescriptor? = nil) throws(Errno) {
         guard enabled.load(ordering: .relaxed) else { return }
-        if let e = rule.withLock({ $0 })?(Call(call: call, path: path)) { throw e }
+        if let e = rule.withLock({ $0 })?(Call(call: call, path: path, descriptor: descriptor)) { throw e }
     }
 }
