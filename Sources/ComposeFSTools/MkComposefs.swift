@@ -145,6 +145,8 @@ enum MkComposefs: Tool {
         }
 
         let root: Node
+        var storeLock: ObjectStore.Lock? = nil
+        defer { withExtendedLifetime(storeLock) {} }
         if arguments.has(Flag.fromFile) {
             root = try parseDump(source)
         } else {
@@ -161,7 +163,11 @@ enum MkComposefs: Tool {
             }
             defer { progress?.finish() }
             do {
-                root = try DirectoryScanner.scan(source, options: options)
+                // The store's shared lock is kept until the process ends,
+                // after the image is in place (see ObjectStore.Lock).
+                let scanned = try DirectoryScanner.scanHoldingStore(source, options: options)
+                root = scanned.root
+                storeLock = scanned.storeLock
             } catch {
                 throw failure("\(error)")
             }

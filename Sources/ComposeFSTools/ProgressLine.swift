@@ -8,6 +8,9 @@ final class ProgressLine: Sendable {
     private let start = ProgressLine.now()
     private let last = Atomic<UInt64>(0)
     private let drawn = Atomic<Bool>(false)
+    private let unit: String
+
+    init(unit: String = "files") { self.unit = unit }
 
     static func now() -> UInt64 {
         var ts = timespec()
@@ -23,7 +26,7 @@ final class ProgressLine: Sendable {
         let seconds = Double(t - start) / 1e9
         let mib = Double(bytes) / 1_048_576
         let rate = seconds > 0 ? mib / seconds : 0
-        let text = "\r\u{1B}[K\(files) files, \(Int(mib)) MiB, \(Int(rate)) MiB/s"
+        let text = "\r\u{1B}[K\(files) \(unit), \(Int(mib)) MiB, \(Int(rate)) MiB/s"
         Terminal.error(text)
         drawn.store(true, ordering: .relaxed)
     }

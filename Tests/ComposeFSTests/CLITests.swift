@@ -27,7 +27,7 @@ enum Tools {
         let fm = FileManager.default
         guard let found = candidates.first(where: { fm.isExecutableFile(atPath: $0.appendingPathComponent("composefs").path) })
         else { return nil }
-        for tool in ["mkcomposefs", "composefs-info", "mount.composefs"] {
+        for tool in ["mkcomposefs", "composefs-info", "mount.composefs", "composefs-store"] {
             let link = found.appendingPathComponent(tool).path
             if (try? fm.destinationOfSymbolicLink(atPath: link)) != "composefs" {
                 try? fm.removeItem(atPath: link)

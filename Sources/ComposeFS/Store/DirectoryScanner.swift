@@ -61,6 +61,15 @@ public enum DirectoryScanner {
     /// inline data, digests, store copies; on `options.threads` threads)
     /// overlap: files are handed to the workers as the walk finds them.
     public static func scan(_ source: FilePath, options: Options = Options()) throws(Error) -> Node {
+        try scanHoldingStore(source, options: options).root
+    }
+
+    /// `scan`, also returning the store's shared lock when objects were
+    /// added: keep it until the image that references them is in place,
+    /// so garbage collection cannot remove them meanwhile
+    /// (`ObjectStore.Lock`).
+    public static func scanHoldingStore(_ source: FilePath, options: Options = Options()) throws(Error)
+        -> (root: Node, storeLock: ObjectStore.Lock?) {
         if options.skipXattrs && options.userXattrsOnly { throw .invalidOptions(source: source) }
         var scanner = try Scanner(source: source, options: options)
         defer { scanner.root?.close() }
@@ -74,7 +83,7 @@ public enum DirectoryScanner {
             throw error
         }
         try files.finish()
-        return root
+        return (root, files.store?.lock)
     }
 
     struct Scanner {

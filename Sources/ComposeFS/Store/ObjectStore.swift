@@ -41,12 +41,19 @@ public final class ObjectStore: @unchecked Sendable {
         case syncing = "syncing"
         case changingMode = "chmod"
         case linking = "linking"
+        case locking = "locking"
+        case reading = "reading"
+        case removing = "removing"
+        case moving = "moving"
     }
 
     public let path: FilePath
     /// Whether objects can be added (opened with `init(path:)`).
     public let isWritable: Bool
     let directory: FileDescriptor
+    /// A writer's shared store lock, held while this object lives (and
+    /// while anyone keeps it).
+    public let lock: Lock?
     /// Objects staged but not yet linked, and their bytes.
     private let pending = Locked<(objects: [Staged], bytes: UInt64)>(([], 0))
     /// Serialises batch commits (staging goes on meanwhile).
@@ -95,6 +102,7 @@ public final class ObjectStore: @unchecked Sendable {
         let p = Self.trimmed(path)
         self.path = p
         try Self.makeDirectories(p)
+        lock = try Lock(store: p, .shared)
         do { directory = try .open(p, O_RDONLY | O_DIRECTORY) } catch {
             throw .store(path: p, operation: .opening, errno: error)
         }
@@ -112,6 +120,7 @@ public final class ObjectStore: @unchecked Sendable {
             throw .store(path: p, operation: .opening, errno: error)
         }
         isWritable = false
+        lock = nil
         batchObjects = 0
     }
 

@@ -110,6 +110,13 @@ public enum FileIO {
         return FilePath(bytes: slash.map { Array(path.bytes[...$0]) + name } ?? name)
     }
 
+    /// Whether a file name has the form of `temporaryName(beside:)`.
+    static func isTemporaryName(_ name: [UInt8]) -> Bool {
+        let suffix = Array(".tmp".utf8)
+        return name.count > 14 && name.first == UInt8(ascii: ".") && name.suffix(4).elementsEqual(suffix)
+            && name[name.count - 13] == UInt8(ascii: ".")
+    }
+
     /// An exclusive new file next to `path` (where O_TMPFILE is unavailable).
     static func createTemporary(beside path: FilePath) throws(Error) -> (FileDescriptor, FilePath) {
         for _ in 0..<100 {

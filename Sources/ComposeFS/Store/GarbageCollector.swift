@@ -1,0 +1,79 @@
+import Glibc
+
+extension StoreMaintenance {
+    /// What a garbage collection found and did.
+    public struct Collection: Sendable {
+        public var kept = 0
+        /// Objects no root refers to: removed, or with `dryRun` to be.
+        public var removed: [ObjectID] = []
+        public var removedBytes: UInt64 = 0
+        /// Temporary files of writers that died, removed.
+        public var temporariesRemoved = 0
+        /// Entries that are not objects: reported, never touched.
+        public var foreign: [FilePath] = []
+        /// The images found (after the lock was taken) and what was passed over.
+        public var roots = Roots()
+    }
+
+    /// Removes every object of the store that none of the images at
+    /// `roots` (files, or directories searched as `findImages` does)
+    /// refers to.
+    ///
+    /// The store's lock is taken exclusively first (waiting for writers,
+    /// or failing at once without `wait`), and only then are the roots
+    /// searched, so every image written for the objects present is among
+    /// them; then every image is read in
+    /// full (one that cannot be read ends the run before anything is
+    /// removed); then the unreferenced objects go, one `unlink` each (a run
+    /// killed half way leaves a store the next run finishes). Nothing is
+    /// followed out of the store; anything that is not an object is
+    /// reported and left alone. `dryRun` removes nothing.
+    public static func collectGarbage(store path: FilePath, roots: [FilePath], dryRun: Bool = false,
+                                      wait: Bool = true) throws(Error) -> Collection {
+        let store: ObjectStore
+        do { store = try ObjectStore(readingAt: path) } catch { throw .store(error) }
+        let lock: ObjectStore.Lock
+        do { lock = try ObjectStore.Lock(store: store.path, .exclusive, wait: wait) } catch {
+            if case let .store(_, .locking, e) = error, e == .wouldBlock { throw .busy(store: path) }
+            throw .store(error)
+        }
+        defer { withExtendedLifetime(lock) {} }
+        var result = Collection()
+        result.roots = try findImages(roots)
+        var referenced = Set<ObjectID>()
+        for set in try objects(of: result.roots.images) { referenced.formUnion(set) }
+        let contents: ObjectStore.Contents
+        do { contents = try store.contents() } catch { throw .store(error) }
+
+        result.foreign = contents.foreign
+        for object in contents.objects {
+            if referenced.contains(object.id) {
+                result.kept += 1
+                continue
+            }
+            let name = FilePath(bytes: object.id.path)
+            if let st = try? store.directory.stat(name) { result.removedBytes += UInt64(st.st_size) }
+            if !dryRun {
+                do { try store.directory.unlink(name) } catch where error != .noSuchFileOrDirectory {
+                    throw .store(.store(path: path.appending(name.bytes), operation: .removing, errno: error))
+                } catch {}
+            }
+            result.removed.append(object.id)
+        }
+        if !dryRun { result.temporariesRemoved = removeAbandoned(contents.temporaries, in: store) }
+        return result
+    }
+
+    /// Temporary files no live writer holds (their writers lock them).
+    static func removeAbandoned(_ temporaries: [FilePath], in store: ObjectStore) -> Int {
+        var removed = 0
+        for name in temporaries {
+            guard let fd = try? FileDescriptor.open(name, O_RDONLY | O_NOFOLLOW, relativeTo: store.directory) else { continue }
+            defer { fd.close() }
+            if (try? fd.lock(exclusive: true, wait: false)) != nil, (try? store.directory.unlink(name)) != nil {
+                removed += 1
+            }
+        }
+        return removed
+    }
+}
