@@ -5,6 +5,9 @@ let package = Package(
     name: "swift-composefs",
     products: [
         .library(name: "ComposeFS", targets: ["ComposeFS"]),
+        // The fuzz targets' properties, for the fuzz package (Fuzz/) and the
+        // tests that replay its regression inputs.
+        .library(name: "ComposeFSProperties", targets: ["ComposeFSProperties"]),
         // One multi-call program: mkcomposefs, composefs-info and
         // mount.composefs are links to it (scripts/build makes them).
         .executable(name: "composefs", targets: ["composefs"]),
@@ -39,9 +42,15 @@ let package = Package(
             name: "composefs",
             dependencies: ["ComposeFSTools"]
         ),
+        // Round-trip and consistency properties on arbitrary input, through
+        // ComposeFS's public API only (FUZZING.md).
+        .target(
+            name: "ComposeFSProperties",
+            dependencies: ["ComposeFS"]
+        ),
         .testTarget(
             name: "ComposeFSTests",
-            dependencies: ["ComposeFS", "ComposeFSTools", "CFSVerity", "CComposeFSShims"],
+            dependencies: ["ComposeFS", "ComposeFSTools", "ComposeFSProperties", "CFSVerity", "CComposeFSShims"],
             resources: [.copy("Fixtures")]
         ),
     ]

@@ -6,24 +6,27 @@
 // `swift build --product fuzz-seedgen` builds the seed generator.
 import PackageDescription
 
+// The main package, named explicitly: a path dependency's identity is
+// otherwise its directory's name, which depends on the checkout.
+let properties: Target.Dependency = .product(name: "ComposeFSProperties", package: "swift-composefs")
+
 let package = Package(
     name: "swift-composefs-fuzz",
     dependencies: [
-        .package(path: ".."),
+        .package(name: "swift-composefs", path: ".."),
     ],
     targets: [
-        // The properties each target checks, shared by the targets.
-        .target(
-            name: "FuzzSupport",
-            dependencies: [.product(name: "ComposeFS", package: "main")]
-        ),
-        .executableTarget(name: "fuzz-dump", dependencies: ["FuzzSupport"]),
-        .executableTarget(name: "fuzz-image", dependencies: ["FuzzSupport"]),
-        .executableTarget(name: "fuzz-mount-options", dependencies: ["FuzzSupport"]),
+        // libFuzzer's driver and `violation` (traps); the properties
+        // themselves are the main package's ComposeFSProperties library,
+        // which the tests use too.
+        .target(name: "FuzzSupport"),
+        .executableTarget(name: "fuzz-dump", dependencies: ["FuzzSupport", properties]),
+        .executableTarget(name: "fuzz-image", dependencies: ["FuzzSupport", properties]),
+        .executableTarget(name: "fuzz-mount-options", dependencies: ["FuzzSupport", properties]),
         // Writes the seed corpora (Fuzz/Corpus/<target>/gen-*).
         .executableTarget(
             name: "fuzz-seedgen",
-            dependencies: [.product(name: "ComposeFS", package: "main")]
+            dependencies: [.product(name: "ComposeFS", package: "swift-composefs")]
         ),
     ],
     swiftLanguageModes: [.v5]

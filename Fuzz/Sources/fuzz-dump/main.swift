@@ -1,12 +1,13 @@
-// libFuzzer target fuzz-dump: see FuzzSupport/Properties.swift (DumpTarget)
-// and FUZZING.md. Run with scripts/fuzz fuzz-dump SECONDS.
+// libFuzzer target fuzz-dump: see Properties.checkDump in the main package's
+// Sources/ComposeFSProperties and FUZZING.md. Run with scripts/fuzz fuzz-dump SECONDS.
+import ComposeFSProperties
 import FuzzSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
 let status = runFuzzer { data, size in
-    DumpTarget.check(bytes(data, size))
+    Properties.checkDump(bytes(data, size), report: { violation($0) })
     return 0
 }
 exit(status)

@@ -1,12 +1,13 @@
-// libFuzzer target fuzz-mount-options: see FuzzSupport/Properties.swift (MountOptionsTarget)
-// and FUZZING.md. Run with scripts/fuzz fuzz-mount-options SECONDS.
+// libFuzzer target fuzz-mount-options: see Properties.checkMountOptions in the main package's
+// Sources/ComposeFSProperties and FUZZING.md. Run with scripts/fuzz fuzz-mount-options SECONDS.
+import ComposeFSProperties
 import FuzzSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
 let status = runFuzzer { data, size in
-    MountOptionsTarget.check(bytes(data, size))
+    Properties.checkMountOptions(bytes(data, size), report: { violation($0) })
     return 0
 }
 exit(status)
