@@ -37,6 +37,8 @@ public final class ObjectStore: @unchecked Sendable {
     /// Serialises batch commits (staging goes on meanwhile).
     private let committing = Locked<Void>(())
     private let knownDirs = Locked<Set<UInt8>>([])
+    /// Objects a `Writer` staged in this run (not yet visible by name).
+    let written = Locked<Set<[UInt8]>>([])
     private let tmpfileWorks = Atomic<Bool>(true)
     private let copyFileRangeWorks = Atomic<Bool>(true)
     private let verityMayWork = Atomic<Bool>(true)
@@ -193,7 +195,7 @@ public final class ObjectStore: @unchecked Sendable {
     }
 
     /// Queues a complete object for the next durability batch.
-    private func stage(_ staged: Staged, size: UInt64) throws(Error) {
+    func stage(_ staged: Staged, size: UInt64) throws(Error) {
         let full = pending.withLock { p -> Bool in
             p.objects.append(staged)
             p.bytes += size
@@ -241,7 +243,7 @@ public final class ObjectStore: @unchecked Sendable {
 
     // MARK: Internals
 
-    private func ensureDirectory(_ first: UInt8) throws(Error) {
+    func ensureDirectory(_ first: UInt8) throws(Error) {
         if knownDirs.withLock({ $0.contains(first) }) { return }
         let name = [first].hexString
         if mkdirat(fd, name, 0o755) != 0 && errno != EEXIST {
@@ -250,7 +252,7 @@ public final class ObjectStore: @unchecked Sendable {
         knownDirs.withLock { _ = $0.insert(first) }
     }
 
-    private func createTemporary() throws(Error) -> Staged {
+    func createTemporary() throws(Error) -> Staged {
         if tmpfileWorks.load(ordering: .relaxed) {
             let t = openat(fd, ".", cfs_o_tmpfile() | O_RDWR | O_CLOEXEC, 0o600)
             if t >= 0 { return Staged(fd: t, name: [], tempName: nil) }
@@ -275,7 +277,7 @@ public final class ObjectStore: @unchecked Sendable {
         throw .store(path: path, operation: "creating a temporary file in", errno: EEXIST)
     }
 
-    private func discard(_ s: Staged) {
+    func discard(_ s: Staged) {
         if let t = s.tempName {
             _ = (t + [0]).withUnsafeBufferPointer { p in
                 p.withMemoryRebound(to: CChar.self) { unlinkat(fd, $0.baseAddress!, 0) }
@@ -287,7 +289,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// Best effort: fs-verity on the new object (it needs a read-only
     /// descriptor and no writer). Once the kernel or filesystem says it has
     /// no fs-verity, later objects skip the attempt.
-    private func enableVerity(_ staged: inout Staged) throws(Error) {
+    func enableVerity(_ staged: inout Staged) throws(Error) {
         guard verityMayWork.load(ordering: .relaxed) else { return }
         staged.fd = try reopenReadOnly(staged.fd)
         let e = FsVerity.enable(fd: staged.fd)

@@ -1,0 +1,143 @@
+import Glibc
+
+extension ObjectStore {
+    /// Streams one object into the store whose digest is known only at the
+    /// end (a file read from a tar layer): every chunk is hashed and written
+    /// in one pass, and `finish` names the object by its digest.
+    ///
+    /// Objects up to `memoryLimit` bytes are held in memory until `finish`,
+    /// so one the store already has costs no temporary file; larger ones
+    /// go to a staged temporary file as they arrive. Either way the bytes
+    /// written are the bytes hashed, so no verification read is needed, and
+    /// the object becomes durable and visible with the store's next batch
+    /// commit, like every other insert.
+    public final class Writer {
+        public static let memoryLimit = 1 << 20
+        let store: ObjectStore
+        let hasher: FsVerity.Hasher
+        private var buffer: [UInt8] = []
+        private var staged: Staged? = nil
+        public private(set) var length: UInt64 = 0
+        private var finished = false
+
+        init(store: ObjectStore, hasher: FsVerity.Hasher) {
+            self.store = store
+            self.hasher = hasher
+            hasher.reset()
+        }
+
+        deinit { discard() }
+
+        public func write(_ chunk: UnsafeRawBufferPointer) throws(Error) {
+            guard !chunk.isEmpty else { return }
+            hasher.update(chunk)
+            length += UInt64(chunk.count)
+            if staged == nil && buffer.count + chunk.count <= Writer.memoryLimit {
+                buffer.append(contentsOf: chunk)
+                return
+            }
+            try spill()
+            try writeAll(chunk)
+        }
+
+        /// A hole of `count` zero bytes (a sparse file's): hashed as zeros,
+        /// and left as a hole in a staged file.
+        public func writeZeros(_ count: UInt64) throws(Error) {
+            var left = count
+            ObjectStore.zeros.withUnsafeBytes { z in
+                while left > 0 {
+                    let n = Int(min(left, UInt64(z.count)))
+                    hasher.update(UnsafeRawBufferPointer(rebasing: z[0..<n]))
+                    left -= UInt64(n)
+                }
+            }
+            length += count
+            if staged == nil && UInt64(buffer.count) + count <= UInt64(Writer.memoryLimit) {
+                buffer.append(contentsOf: repeatElement(0, count: Int(count)))
+                return
+            }
+            try spill()
+            guard lseek(staged!.fd, off_t(count), SEEK_CUR) >= 0 else {
+                throw .store(path: store.path, operation: "seeking in", errno: errno)
+            }
+        }
+
+        /// The object's digest. Unless the store has it (or this run staged
+        /// it already), the object is staged for the next batch commit.
+        public func finish() throws(Error) -> [UInt8] {
+            precondition(!finished, "ObjectStore.Writer.finish called twice")
+            finished = true
+            let digest = hasher.finalize()
+            let name = FsVerity.objectPath(digest)
+            let fresh = store.written.withLock { !$0.contains(name) }
+            guard fresh, try !store.contains(name) else {
+                discard()
+                return digest
+            }
+            try store.ensureDirectory(digest[0])
+            try spill()
+            guard var s = staged else { return digest }
+            staged = nil
+            do throws(Error) {
+                // A trailing hole: the file must still have its full length.
+                guard ftruncate(s.fd, off_t(length)) == 0 else {
+                    throw .store(path: store.path, operation: "writing to", errno: errno)
+                }
+                guard fchmod(s.fd, 0o644) == 0 else { throw .store(path: store.path, operation: "chmod", errno: errno) }
+                try store.enableVerity(&s)
+            } catch {
+                store.discard(s)
+                throw error
+            }
+            s.name = name
+            store.written.withLock { _ = $0.insert(name) }
+            try store.stage(s, size: length)
+            return digest
+        }
+
+        /// Drops what was written (the object is not published).
+        public func discard() {
+            if let s = staged { store.discard(s) }
+            staged = nil
+            buffer = []
+        }
+
+        /// Moves the in-memory part to a staged temporary file.
+        private func spill() throws(Error) {
+            guard staged == nil else { return }
+            staged = try store.createTemporary()
+            let held = buffer
+            buffer = []
+            let e = held.withUnsafeBytes { writeRaw($0) }
+            if e != 0 { throw .store(path: store.path, operation: "writing to", errno: e) }
+        }
+
+        private func writeAll(_ data: UnsafeRawBufferPointer) throws(Error) {
+            let e = writeRaw(data)
+            if e != 0 { throw .store(path: store.path, operation: "writing to", errno: e) }
+        }
+
+        /// Writes all of `data` to the staged file; 0 or an errno.
+        private func writeRaw(_ data: UnsafeRawBufferPointer) -> Int32 {
+            guard let fd = staged?.fd, var p = data.baseAddress else { return 0 }
+            var left = data.count
+            while left > 0 {
+                let n = Glibc.write(fd, p, left)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                p += n
+                left -= n
+            }
+            return 0
+        }
+    }
+
+    /// A writer for one object; `hasher` is reset and reused (one per thread).
+    public func makeWriter(hasher: FsVerity.Hasher = FsVerity.Hasher()) -> Writer {
+        Writer(store: self, hasher: hasher)
+    }
+
+    static let zeros = [UInt8](repeating: 0, count: 1 << 16)
+}
