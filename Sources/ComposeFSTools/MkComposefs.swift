@@ -1,8 +1,8 @@
 import ComposeFS
 import Glibc
 
-/// `mkcomposefs`: an image (and object store) from a directory tree or a
-/// composefs-dump(5) file.
+/// `mkcomposefs`: an image (and object store) from a directory tree, a
+/// composefs-dump(5) file, or tar layers.
 enum MkComposefs: Tool {
     static let name = "mkcomposefs"
 
@@ -18,28 +18,35 @@ enum MkComposefs: Tool {
         static let minVersion = Arguments.Option.valued("min-version", "N")
         static let maxVersion = Arguments.Option.valued("max-version", "N")
         static let threads = Arguments.Option.valued("threads", "N")
+        static let fromTar = Arguments.Option.valued("from-tar", "LAYER")
+        static let tarWhiteouts = Arguments.Option.valued("tar-whiteouts", "MODE")
     }
 
     static let options = [Flag.fromFile, Flag.digestStore, Flag.printDigest, Flag.printDigestOnly,
                           Flag.useEpoch, Flag.skipDevices, Flag.skipXattrs, Flag.userXattrs,
-                          Flag.minVersion, Flag.maxVersion, Flag.threads]
+                          Flag.minVersion, Flag.maxVersion, Flag.threads, Flag.fromTar, Flag.tarWhiteouts]
 
     static let usage = """
         usage: mkcomposefs [OPTIONS] SOURCE IMAGE
                mkcomposefs --print-digest-only [OPTIONS] SOURCE
+               mkcomposefs --from-tar LAYER... [OPTIONS] IMAGE
         See 'mkcomposefs --help' or mkcomposefs(1).
 
         """
 
     static var help: String {
         """
-        Create a composefs image from a directory tree or a composefs-dump(5) file.
+        Create a composefs image from a directory tree, a composefs-dump(5) file or
+        tar layers.
 
         usage: mkcomposefs [OPTIONS] SOURCE IMAGE
                mkcomposefs --print-digest-only [OPTIONS] SOURCE
+               mkcomposefs --from-tar LAYER [--from-tar LAYER]... [OPTIONS] IMAGE
 
         SOURCE is a directory, or with --from-file a composefs-dump(5) file ('-' for
         standard input). IMAGE is the image file to write ('-' for standard output).
+        With --from-tar there is no SOURCE: the image is made from the tar layers,
+        lowest first, as if extracted (plain, gzip, xz or zstd; '-' for standard input).
 
         Options:
           --digest-store=PATH   Copy file contents into this object store
@@ -50,6 +57,9 @@ enum MkComposefs: Tool {
           --print-digest        Print the image's fs-verity digest
           --print-digest-only   Print the digest and write no image
           --from-file           SOURCE is a composefs-dump(5) file
+          --from-tar=LAYER      Read a tar layer (repeat for more layers, lowest first)
+          --tar-whiteouts=MODE  oci (default): apply .wh. whiteouts across layers;
+                                overlay: make them overlay whiteouts (one layer)
           --min-version=N       Lowest format version to write (default 0)
           --max-version=N       Highest format version to write (default 1)
           --threads=N           Threads for digests and copies (default \(Parallel.availableCPUs))
@@ -125,9 +135,17 @@ enum MkComposefs: Tool {
             guard let n = Int(threads), n > 0 else { throw failure("Invalid threads count \(threads)") }
             threadCount = n
         }
-        let paths = arguments.operands
+        let layers = arguments.all(Flag.fromTar)
+        var paths = arguments.operands
+        if !layers.isEmpty {
+            if arguments.has(Flag.fromFile) { throw failure("--from-tar and --from-file cannot be used together", usage: true) }
+            // No SOURCE operand: the layers are the source.
+            paths.insert("", at: 0)
+        } else if arguments.has(Flag.tarWhiteouts) {
+            throw failure("--tar-whiteouts needs --from-tar", usage: true)
+        }
         guard let source = paths.first else { throw failure("No source path specified", usage: true) }
-        guard !source.isEmpty else { throw failure("Empty source path specified") }
+        guard !source.isEmpty || !layers.isEmpty else { throw failure("Empty source path specified") }
         var image: String? = nil
         if printDigestOnly {
             guard paths.count == 1 else {
@@ -143,7 +161,9 @@ enum MkComposefs: Tool {
         }
 
         let root: Node
-        if arguments.has(Flag.fromFile) {
+        if !layers.isEmpty {
+            root = try readLayers(layers, arguments)
+        } else if arguments.has(Flag.fromFile) {
             root = try parseDump(source)
         } else {
             var options = DirectoryScanner.Options()
@@ -166,6 +186,51 @@ enum MkComposefs: Tool {
         }
         try write(root, to: image, printDigest: printDigest,
                   versions: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0))
+    }
+
+    /// Flattens the tar layers (streamed once each, objects stored on the
+    /// way) and makes the stored objects durable before the image names them.
+    static func readLayers(_ layers: [String], _ arguments: Arguments) throws(ToolFailure) -> Node {
+        var options = TarLayer.Options()
+        options.useEpoch = arguments.has(Flag.useEpoch)
+        options.skipDevices = arguments.has(Flag.skipDevices)
+        options.skipXattrs = arguments.has(Flag.skipXattrs)
+        options.userXattrsOnly = arguments.has(Flag.userXattrs)
+        switch arguments.last(Flag.tarWhiteouts) {
+        case nil, "oci": options.whiteouts = .oci
+        case "overlay": options.whiteouts = .overlay
+        case let mode?: throw failure("Invalid --tar-whiteouts mode \(mode) (oci or overlay)")
+        }
+        if options.whiteouts == .overlay && layers.count != 1 {
+            throw failure("--tar-whiteouts=overlay takes exactly one --from-tar layer")
+        }
+        if options.skipXattrs && options.userXattrsOnly {
+            throw failure("error accessing \(layers[0]): \(errnoDescription(EINVAL)) (--skip-xattrs and --user-xattrs together)")
+        }
+        if layers.filter({ $0 == "-" }).count > 1 { throw failure("standard input ('-') can be only one layer") }
+        options.warn = { Terminal.error("mkcomposefs: \($0)\n") }
+        if let dir = arguments.last(Flag.digestStore) {
+            do { options.store = try ObjectStore(path: dir) } catch { throw failure("cannot fill store: \(error)") }
+        }
+        var flattened = OCILayers(options: options)
+        do throws(ToolFailure) {
+            for layer in layers {
+                let name = layer == "-" ? "<stdin>" : layer
+                let fd = layer == "-" ? 0 : open(layer, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw failure("cannot open '\(layer)': \(errnoDescription(errno))") }
+                defer { if fd != 0 { close(fd) } }
+                let reader: TarReader
+                do { reader = try TarReader(fd: fd, source: name) } catch { throw failure("\(error)") }
+                do { try flattened.add(reader) } catch { throw failure("\(error)") }
+            }
+            if let store = options.store {
+                do { try store.commit() } catch { throw failure("cannot fill store: \(error)") }
+            }
+        } catch {
+            options.store?.discardPending()
+            throw error
+        }
+        return flattened.finish()
     }
 
     /// Streams the image to its file (or standard output, or nowhere),
