@@ -14,15 +14,18 @@ public final class TarReader {
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
         case open(source: String, errno: Int32)
         /// The archive cannot be read on at this offset of its
-        /// (uncompressed) stream: a corrupt or truncated header.
-        case header(source: String, offset: Int64, message: String)
+        /// (uncompressed) stream: a corrupt or truncated header. `after`
+        /// names the last entry read.
+        case header(source: String, offset: Int64, after: [UInt8]? = nil, message: String)
         /// The data of this entry cannot be read.
         case data(source: String, entry: [UInt8], message: String)
 
         public var description: String {
             switch self {
             case let .open(source, e): "cannot open '\(source)': \(errnoDescription(e))"
-            case let .header(source, offset, message): "\(source): at offset \(offset): \(message)"
+            case let .header(source, offset, after?, message):
+                "\(source): at offset \(offset) (after '\(String(bytes: after))'): \(message)"
+            case let .header(source, offset, nil, message): "\(source): at offset \(offset): \(message)"
             case let .data(source, entry, message): "\(source): \(String(bytes: entry)): \(message)"
             }
         }
@@ -75,10 +78,9 @@ public final class TarReader {
         self.source = source
         archive = try Self.makeArchive(source)
         // Large reads: one system call per MiB, blocks handed out in place.
+        // A failure here (no format recognized) leaves the archive to deinit.
         guard archive_read_open_fd(archive, fd, 1 << 20) == ARCHIVE_OK else {
-            let error = Error.header(source: source, offset: 0, message: Self.message(archive))
-            archive_read_free(archive)
-            throw error
+            throw .header(source: source, offset: 0, message: Self.message(archive))
         }
     }
 
@@ -87,9 +89,7 @@ public final class TarReader {
         self.source = source
         archive = try Self.makeArchive(source)
         guard archive_read_open_memory(archive, bytes.baseAddress, bytes.count) == ARCHIVE_OK else {
-            let error = Error.header(source: source, offset: 0, message: Self.message(archive))
-            archive_read_free(archive)
-            throw error
+            throw .header(source: source, offset: 0, message: Self.message(archive))
         }
     }
 
@@ -121,13 +121,14 @@ public final class TarReader {
         let rc = archive_read_next_header(archive, &e)
         if rc == ARCHIVE_EOF { return nil }
         // Warnings (a name libarchive could not convert, which it then
-        // keeps as raw bytes) are not errors; anything worse is.
-        guard rc >= ARCHIVE_WARN, let e else {
-            throw .header(source: source, offset: max(at, consumed), message: Self.message(archive))
+        // keeps as raw bytes) are not errors; anything else is, including
+        // ARCHIVE_RETRY (a damaged header libarchive would skip).
+        guard rc == ARCHIVE_OK || rc == ARCHIVE_WARN, let e else {
+            throw .header(source: source, offset: at, after: entryPath.nilIfEmpty, message: Self.message(archive))
         }
         let offset = archive_read_header_position(archive)
         guard let name = archive_entry_pathname(e) else {
-            throw .header(source: source, offset: offset, message: "entry without a name")
+            throw .header(source: source, offset: offset, after: entryPath.nilIfEmpty, message: "entry without a name")
         }
         let path = Self.bytes(name)
         var entry = Entry(
@@ -188,7 +189,7 @@ public final class TarReader {
             }
             return nil
         }
-        guard rc >= ARCHIVE_WARN else {
+        guard rc == ARCHIVE_OK || rc == ARCHIVE_WARN else {
             dataDone = true
             throw .data(source: source, entry: entryPath, message: Self.message(archive))
         }
