@@ -223,14 +223,18 @@ enum MkComposefs: Tool {
                 do { reader = try TarReader(fd: fd, source: name) } catch { throw failure("\(error)") }
                 do { try flattened.add(reader) } catch { throw failure("\(error)") }
             }
+            let root = flattened.finish()
             if let store = options.store {
+                // Files replaced by later entries or layers leave no object
+                // (as extracting and scanning would not).
+                store.discardPending(keeping: OCILayers.objects(in: root))
                 do { try store.commit() } catch { throw failure("cannot fill store: \(error)") }
             }
+            return root
         } catch {
             options.store?.discardPending()
             throw error
         }
-        return flattened.finish()
     }
 
     /// Streams the image to its file (or standard output, or nowhere),

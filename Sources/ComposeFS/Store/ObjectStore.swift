@@ -231,6 +231,19 @@ public final class ObjectStore: @unchecked Sendable {
         }
     }
 
+    /// Drops the staged objects whose names `keep` does not hold (objects
+    /// of files that a later tar entry or layer replaced), before they are
+    /// committed. Published objects are never removed: a concurrent run
+    /// may already use them.
+    public func discardPending(keeping keep: Set<[UInt8]>) {
+        let dropped = pending.withLock { p -> [Staged] in
+            let (kept, dropped) = (p.objects.filter { keep.contains($0.name) }, p.objects.filter { !keep.contains($0.name) })
+            p.objects = kept
+            return dropped
+        }
+        for s in dropped { discard(s) }
+    }
+
     /// Drops staged objects without publishing them (after a failure).
     public func discardPending() {
         let batch = pending.withLock { p -> [Staged] in

@@ -61,6 +61,23 @@ public struct OCILayers {
         return root
     }
 
+    /// The object names (payloads) the files of `root` refer to: what the
+    /// store must keep of what the layers wrote.
+    public static func objects(in root: Node) -> Set<[UInt8]> {
+        var out: Set<[UInt8]> = []
+        var stack = [root]
+        while let dir = stack.popLast() {
+            for child in dir.children {
+                if child.isDirectory {
+                    stack.append(child)
+                } else if child.fileType == .regular, child.content == nil, let payload = child.payload {
+                    out.insert(payload)
+                }
+            }
+        }
+        return out
+    }
+
     /// The directory at `parts` below `root`, through directories only.
     static func directory(_ root: Node, _ parts: [[UInt8]]) -> Node? {
         var node = root

@@ -76,8 +76,9 @@ public final class TarLayer {
 
     public let root: Node
     /// Directories without an entry of their own (parents of entries, and
-    /// the root when the archive has no `./`).
-    private(set) var implicit: Set<ObjectIdentifier> = []
+    /// the root when the archive has no `./`). The sets of nodes hold them
+    /// (an identifier of a freed node could be reused by a new one).
+    private(set) var implicit: [ObjectIdentifier: Node] = [:]
     /// OCI whiteouts: a directory path and the name to delete in it.
     private(set) var whiteouts: [(directory: [[UInt8]], name: [UInt8])] = []
     /// OCI opaque directories: their lower contents are hidden.
@@ -88,7 +89,7 @@ public final class TarLayer {
     /// The flattened layers below (hard links may point into them).
     private let below: Node?
     /// Overlay whiteouts made from markers (a real entry of the same name wins).
-    private var markers: Set<ObjectIdentifier> = []
+    private var markers: [ObjectIdentifier: Node] = [:]
     private var warned: Set<String> = []
     private let hasher = FsVerity.Hasher()
 
@@ -102,7 +103,7 @@ public final class TarLayer {
         self.options = options
         self.below = below
         root = Self.defaultDirectory()
-        implicit.insert(ObjectIdentifier(root))
+        implicit[ObjectIdentifier(root)] = root
     }
 
     /// Reads every entry of `reader`. `below` is the tree of the layers
@@ -118,7 +119,7 @@ public final class TarLayer {
         return layer
     }
 
-    func isImplicit(_ node: Node) -> Bool { implicit.contains(ObjectIdentifier(node)) }
+    func isImplicit(_ node: Node) -> Bool { implicit[ObjectIdentifier(node)] != nil }
 
     // MARK: Names
 
@@ -222,7 +223,7 @@ public final class TarLayer {
                 guard create else { return nil }
                 let made = Self.defaultDirectory(part)
                 try insert(made, into: dir, entry)
-                implicit.insert(ObjectIdentifier(made))
+                implicit[ObjectIdentifier(made)] = made
                 dir = made
             }
         }
@@ -255,7 +256,7 @@ public final class TarLayer {
         dir.mode = FileType.directory.rawValue | entry.permissions
         try setOwnerAndTime(dir, entry)
         try setXattrs(dir, entry)
-        implicit.remove(ObjectIdentifier(dir))
+        implicit[ObjectIdentifier(dir)] = nil
     }
 
     private func setOwnerAndTime(_ node: Node, _ entry: TarReader.Entry) throws(Error) {
@@ -416,13 +417,13 @@ public final class TarLayer {
         case .overlay:
             let dir = try directory(dirParts, entry, create: true)!
             if let existing = dir.child(named: target) {
-                guard markers.contains(ObjectIdentifier(existing)) else { return }   // the layer's own entry wins
+                guard markers[ObjectIdentifier(existing)] != nil else { return }   // the layer's own entry wins
                 dir.removeChild(named: target)
             }
             let node = Node(name: target, mode: FileType.characterDevice.rawValue)
             try setOwnerAndTime(node, entry)
             try insert(node, into: dir, entry)
-            markers.insert(ObjectIdentifier(node))
+            markers[ObjectIdentifier(node)] = node
         }
     }
 }
