@@ -20,6 +20,7 @@ let package = Package(
         .executableTarget(name: "fuzz-dump", dependencies: ["FuzzSupport"]),
         .executableTarget(name: "fuzz-image", dependencies: ["FuzzSupport"]),
         .executableTarget(name: "fuzz-mount-options", dependencies: ["FuzzSupport"]),
+        .executableTarget(name: "fuzz-tar", dependencies: ["FuzzSupport"]),
         // Writes the seed corpora (Fuzz/Corpus/<target>/gen-*).
         .executableTarget(
             name: "fuzz-seedgen",

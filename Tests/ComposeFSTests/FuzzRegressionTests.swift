@@ -8,6 +8,7 @@ import Testing
 //     Fixtures/fuzz-regressions/fuzz-dump/*           DumpParser → ImageWriter → ImageReader round trip
 //     Fixtures/fuzz-regressions/fuzz-image/*          ImageReader.load / walk / DumpPrinter
 //     Fixtures/fuzz-regressions/fuzz-mount-options/*  Mount.Options.parse
+//     Fixtures/fuzz-regressions/fuzz-tar/*            TarReader → TarLayer → OCILayers → ImageWriter
 //
 // Every file in those directories is replayed; to add a reproducer, copy the
 // (minimised) crash file there under a descriptive name. The properties
@@ -32,7 +33,7 @@ struct FuzzRegressionTests {
 
     @Test("every fuzz target has replayable inputs")
     func inputsExist() {
-        for t in ["fuzz-dump", "fuzz-image", "fuzz-mount-options"] {
+        for t in ["fuzz-dump", "fuzz-image", "fuzz-mount-options", "fuzz-tar"] {
             #expect(!Self.inputs(t).isEmpty, "no inputs in Fixtures/fuzz-regressions/\(t)")
         }
     }
@@ -158,6 +159,29 @@ struct FuzzRegressionTests {
         }
         #expect(!(o.requireVerity && o.tryVerity))
         #expect((o.upperdir == nil) == (o.workdir == nil))
+    }
+
+    // MARK: fuzz-tar
+
+    @Test("fuzz-tar inputs", arguments: inputs("fuzz-tar"))
+    func tar(_ name: String) throws {
+        let data = try Self.load("fuzz-tar", name)
+        for whiteouts in [TarLayer.Whiteouts.oci, .overlay] {
+            var options = TarLayer.Options()
+            options.whiteouts = whiteouts
+            options.maxFileSize = 1 << 22
+            var layers = OCILayers(options: options)
+            do {
+                try data.withUnsafeBytes { raw in try layers.add(try TarReader(memory: raw, source: name)) }
+            } catch {
+                _ = "\(error)"
+                continue
+            }
+            let root = layers.finish()
+            if let image = try? ImageWriter.write(root) {
+                #expect(throws: Never.self) { try ImageReader.load(image) }
+            }
+        }
     }
 
     // MARK: Leak found by fuzzing

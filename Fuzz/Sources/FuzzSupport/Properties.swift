@@ -235,3 +235,70 @@ public enum MountOptionsTarget {
         }
     }
 }
+
+/// fuzz-tar: arbitrary bytes as a tar layer, read in memory (no store).
+///
+/// - `TarReader`, `TarLayer` and `OCILayers` never crash, with OCI and
+///   overlay whiteouts; errors are fine (their descriptions render).
+/// - An accepted layer flattens into a tree whose regular files are
+///   consistent (inline content of exactly `size` bytes up to 64, else a
+///   digest and its object path), the image writer either writes it or
+///   refuses with an error, and a written image loads.
+/// - The layer applied on top of itself is accepted too (whiteouts and
+///   replacements across layers).
+public enum TarTarget {
+    /// Files past this are refused, so hostile sparse sizes stay fast.
+    static let maxFileSize: UInt64 = 1 << 22
+
+    public static func check(_ data: [UInt8]) {
+        for whiteouts in [TarLayer.Whiteouts.oci, .overlay] {
+            guard let root = flatten(data, copies: 1, whiteouts: whiteouts) else { continue }
+            checkTree(root)
+            if whiteouts == .oci, flatten(data, copies: 2, whiteouts: .oci) == nil {
+                violation("a layer accepted alone was refused on top of itself")
+            }
+        }
+    }
+
+    static func flatten(_ data: [UInt8], copies: Int, whiteouts: TarLayer.Whiteouts) -> Node? {
+        var options = TarLayer.Options()
+        options.whiteouts = whiteouts
+        options.maxFileSize = maxFileSize
+        var layers = OCILayers(options: options)
+        do {
+            for _ in 0..<copies {
+                try data.withUnsafeBytes { raw in
+                    let reader = try TarReader(memory: raw, source: "fuzz")
+                    try layers.add(reader)
+                }
+            }
+        } catch let e as TarReader.Error {
+            _ = e.description
+            return nil
+        } catch let e as TarLayer.Error {
+            _ = e.description
+            return nil
+        } catch {
+            violation("unexpected error type \(type(of: error))")
+        }
+        return layers.finish()
+    }
+
+    static func checkTree(_ root: Node) {
+        var stack = [root]
+        while let dir = stack.popLast() {
+            for child in dir.children {
+                if child.isDirectory { stack.append(child); continue }
+                guard child.fileType == .regular, child.size > 0 else { continue }
+                if child.size <= 64 {
+                    if child.content?.count != Int(child.size) { violation("inline file of \(child.size) bytes with \(child.content?.count ?? -1)") }
+                } else if child.content != nil || child.digest == nil || child.payload != child.digest.map(FsVerity.objectPath) {
+                    violation("external file without its digest path")
+                }
+            }
+        }
+        let image: [UInt8]
+        do { image = try ImageWriter.write(root) } catch { _ = error.description; return }
+        do { _ = try ImageReader.load(image) } catch { violation("written image does not load: \(error)") }
+    }
+}
