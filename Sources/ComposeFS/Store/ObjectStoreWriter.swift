@@ -19,6 +19,8 @@ extension ObjectStore {
         private var staged: Staged? = nil
         public private(set) var length: UInt64 = 0
         private var finished = false
+        /// The staged file ends in a hole (a seek, not yet its length).
+        private var endsInHole = false
 
         init(store: ObjectStore, hasher: FsVerity.Hasher) {
             self.store = store
@@ -38,6 +40,7 @@ extension ObjectStore {
             }
             try spill()
             try writeAll(chunk)
+            endsInHole = false
         }
 
         /// A hole of `count` zero bytes (a sparse file's): hashed as zeros,
@@ -60,6 +63,7 @@ extension ObjectStore {
             guard lseek(staged!.fd, off_t(count), SEEK_CUR) >= 0 else {
                 throw .store(path: store.path, operation: "seeking in", errno: errno)
             }
+            endsInHole = count > 0
         }
 
         /// The object's digest. Unless the store has it (or this run staged
@@ -80,7 +84,7 @@ extension ObjectStore {
             staged = nil
             do throws(Error) {
                 // A trailing hole: the file must still have its full length.
-                guard ftruncate(s.fd, off_t(length)) == 0 else {
+                guard !endsInHole || ftruncate(s.fd, off_t(length)) == 0 else {
                     throw .store(path: store.path, operation: "writing to", errno: errno)
                 }
                 guard fchmod(s.fd, 0o644) == 0 else { throw .store(path: store.path, operation: "chmod", errno: errno) }

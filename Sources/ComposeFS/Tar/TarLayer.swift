@@ -91,7 +91,8 @@ public final class TarLayer {
     /// Overlay whiteouts made from markers (a real entry of the same name wins).
     private var markers: [ObjectIdentifier: Node] = [:]
     private var warned: Set<String> = []
-    private let hasher = FsVerity.Hasher()
+    /// Digests and store writes, on a second thread.
+    private let objects: ObjectPipeline
 
     /// The root, or a directory no entry describes: `0755`, 0:0, mtime 0.
     static func defaultDirectory(_ name: [UInt8] = []) -> Node {
@@ -102,6 +103,7 @@ public final class TarLayer {
         self.source = source
         self.options = options
         self.below = below
+        objects = ObjectPipeline(store: options.store, source: source)
         root = Self.defaultDirectory()
         implicit[ObjectIdentifier(root)] = root
     }
@@ -110,11 +112,17 @@ public final class TarLayer {
     /// underneath, for hard links to files in them.
     public static func read(_ reader: TarReader, options: Options = Options(), below: Node? = nil) throws(Error) -> TarLayer {
         let layer = TarLayer(source: reader.source, options: options, below: below)
-        while true {
-            let entry: TarReader.Entry?
-            do { entry = try reader.next() } catch { throw .tar(error) }
-            guard let entry else { break }
-            try layer.add(entry, reader)
+        do throws(Error) {
+            while true {
+                let entry: TarReader.Entry?
+                do { entry = try reader.next() } catch { throw .tar(error) }
+                guard let entry else { break }
+                try layer.add(entry, reader)
+            }
+            try layer.objects.wait()
+        } catch {
+            layer.objects.drain()
+            throw error
         }
         return layer
     }
@@ -180,6 +188,7 @@ public final class TarLayer {
         if let target = entry.hardlink {
             let node = try linkTarget(target, entry)
             if node === existing { return }   // linked to itself: extraction keeps it
+            if objects.isPending(node) { try objects.wait() }   // the copy needs its digest
             guard !node.isDirectory else { throw fail(entry, "hard link to a directory") }
             try makeRoom(parent, existing, entry)
             try insert(Self.copy(node, name: name), into: parent, entry)
@@ -335,29 +344,21 @@ public final class TarLayer {
             got = UInt64(content.count)
             node.content = content
         } else {
-            let writer = options.store?.makeWriter(hasher: hasher)
-            if writer == nil { hasher.reset() }
-            defer { writer?.discard() }
+            try objects.begin(entry: entry.path)
             while let block = try nextBlock(reader) {
                 switch block {
                 case .data(let d):
-                    if let writer { try storing(entry) { () throws(ObjectStore.Error) in try writer.write(d) } } else { hasher.update(d) }
+                    try objects.append(d)
                     got += UInt64(d.count)
                 case .hole(let n):
-                    if let writer { try storing(entry) { () throws(ObjectStore.Error) in try writer.writeZeros(n) } } else { Self.hashZeros(hasher, n) }
+                    try objects.hole(n)
                     got += n
                 }
             }
             guard got == size else { throw fail(entry, "\(got) bytes of data for a file of \(size)") }
-            let digest = try writer.map { w throws(Error) in try storing(entry) { () throws(ObjectStore.Error) in try w.finish() } } ?? hasher.finalize()
-            node.digest = digest
-            node.payload = FsVerity.objectPath(digest)
+            try objects.end(node)
         }
         guard got == size else { throw fail(entry, "\(got) bytes of data for a file of \(size)") }
-    }
-
-    private func storing<T>(_ entry: TarReader.Entry, _ body: () throws(ObjectStore.Error) -> T) throws(Error) -> T {
-        do { return try body() } catch { throw .store(source: source, path: entry.path, error) }
     }
 
     private func nextBlock(_ reader: TarReader) throws(Error) -> TarReader.Block? {
