@@ -38,6 +38,8 @@ final class ObjectPipeline: @unchecked Sendable {
     private var chunk: [UInt8] = []
     private var serial = false
     private var current: [UInt8] = []
+    /// Bytes of the current file still to come (sizes the next chunk).
+    private var remaining: UInt64 = 0
     private var inFlight: Set<ObjectIdentifier> = []
 
     init(store: ObjectStore?, source: String) {
@@ -47,12 +49,19 @@ final class ObjectPipeline: @unchecked Sendable {
 
     // MARK: Reader side (one thread)
 
-    /// Starts the data of the file the archive names `entry`.
-    func begin(entry: [UInt8]) throws(TarLayer.Error) {
+    /// Starts the data, `size` bytes, of the file the archive names `entry`.
+    func begin(entry: [UInt8], size: UInt64) throws(TarLayer.Error) {
         try check()
-        chunk.reserveCapacity(Self.chunkSize)
         serial = false
         current = entry
+        remaining = size
+        reserve()
+    }
+
+    /// Room for the next chunk, no more than the file still needs (a
+    /// megabyte per small file would cost a mapping each).
+    private func reserve() {
+        chunk.reserveCapacity(Int(min(remaining, UInt64(Self.chunkSize))))
     }
 
     /// Sends the current file to the serial queue (it spans chunks or has holes).
@@ -73,6 +82,7 @@ final class ObjectPipeline: @unchecked Sendable {
             let n = min(rest.count, Self.chunkSize - chunk.count)
             chunk.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[0..<n]))
             rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+            remaining -= min(remaining, UInt64(n))
             if chunk.count == Self.chunkSize {
                 goSerial()
                 try flush()
@@ -82,6 +92,7 @@ final class ObjectPipeline: @unchecked Sendable {
 
     func hole(_ count: UInt64) throws(TarLayer.Error) {
         goSerial()
+        remaining -= min(remaining, count)
         try flush()
         enqueue { p throws(ObjectStore.Error) in
             if let w = p.writer { try w.writeZeros(count) } else { TarLayer.hashZeros(p.hasher, count) }
@@ -166,7 +177,7 @@ final class ObjectPipeline: @unchecked Sendable {
         try check()
         let data = UncheckedSendable(chunk)
         chunk = []
-        chunk.reserveCapacity(Self.chunkSize)
+        reserve()
         enqueue { p throws(ObjectStore.Error) in
             var failed: ObjectStore.Error? = nil
             data.value.withUnsafeBytes { raw in

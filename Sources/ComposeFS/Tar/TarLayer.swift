@@ -344,7 +344,7 @@ public final class TarLayer {
             got = UInt64(content.count)
             node.content = content
         } else {
-            try objects.begin(entry: entry.path)
+            try objects.begin(entry: entry.path, size: size)
             while let block = try nextBlock(reader) {
                 switch block {
                 case .data(let d):
