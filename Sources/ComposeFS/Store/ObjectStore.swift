@@ -37,7 +37,10 @@ public final class ObjectStore: @unchecked Sendable {
     /// Serialises batch commits (staging goes on meanwhile).
     private let committing = Locked<Void>(())
     private let knownDirs = Locked<Set<UInt8>>([])
-    /// Objects a `Writer` staged in this run (not yet visible by name).
+    /// Fan-out directories this run created: they held no object before it
+    /// (one a concurrent run adds meanwhile shows as EEXIST when linking).
+    let createdDirs = Locked<Set<UInt8>>([])
+    /// Objects a `Writer` or `insertOnce` claimed in this run.
     let written = Locked<Set<[UInt8]>>([])
     private let tmpfileWorks = Atomic<Bool>(true)
     private let copyFileRangeWorks = Atomic<Bool>(true)
@@ -259,7 +262,9 @@ public final class ObjectStore: @unchecked Sendable {
     func ensureDirectory(_ first: UInt8) throws(Error) {
         if knownDirs.withLock({ $0.contains(first) }) { return }
         let name = [first].hexString
-        if mkdirat(fd, name, 0o755) != 0 && errno != EEXIST {
+        if mkdirat(fd, name, 0o755) == 0 {
+            createdDirs.withLock { _ = $0.insert(first) }
+        } else if errno != EEXIST {
             throw .store(path: path + "/" + name, operation: "creating", errno: errno)
         }
         knownDirs.withLock { _ = $0.insert(first) }

@@ -72,15 +72,21 @@ extension ObjectStore {
             precondition(!finished, "ObjectStore.Writer.finish called twice")
             finished = true
             let digest = hasher.finalize()
+            guard var s = staged else {
+                // Never spilled: the bytes are all in memory.
+                var failed: Error? = nil
+                buffer.withUnsafeBytes { b in
+                    do throws(Error) { try store.insertOnce(contents: b, digest: digest) } catch { failed = error }
+                }
+                buffer = []
+                if let failed { throw failed }
+                return digest
+            }
             let name = FsVerity.objectPath(digest)
-            let fresh = store.written.withLock { !$0.contains(name) }
-            guard fresh, try !store.contains(name) else {
+            guard try store.claim(name, digest) else {
                 discard()
                 return digest
             }
-            try store.ensureDirectory(digest[0])
-            try spill()
-            guard var s = staged else { return digest }
             staged = nil
             do throws(Error) {
                 // A trailing hole: the file must still have its full length.
@@ -94,7 +100,6 @@ extension ObjectStore {
                 throw error
             }
             s.name = name
-            store.written.withLock { _ = $0.insert(name) }
             try store.stage(s, size: length)
             return digest
         }
@@ -136,6 +141,43 @@ extension ObjectStore {
             }
             return 0
         }
+    }
+
+    /// Whether this run should write the object `name`: not yet written by
+    /// it (the first claim wins), and not already in the store. In a
+    /// fan-out directory this run made no object can be there yet, so no
+    /// lookup is needed (one a concurrent run adds shows when linking).
+    func claim(_ name: [UInt8], _ digest: [UInt8]) throws(Error) -> Bool {
+        guard written.withLock({ $0.insert(name).inserted }) else { return false }
+        try ensureDirectory(digest[0])
+        if createdDirs.withLock({ $0.contains(digest[0]) }) { return true }
+        return try !contains(name)
+    }
+
+    /// Adds bytes the caller hashed to `digest` (a whole file of a tar
+    /// layer), written straight from its buffer, once per run.
+    public func insertOnce(contents: UnsafeRawBufferPointer, digest: [UInt8]) throws(Error) {
+        let name = FsVerity.objectPath(digest)
+        guard try claim(name, digest) else { return }
+        var staged = try createTemporary()
+        do throws(Error) {
+            var off = 0
+            while off < contents.count {
+                let n = Glibc.write(staged.fd, contents.baseAddress! + off, contents.count - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw .store(path: path, operation: "writing to", errno: errno)
+                }
+                off += n
+            }
+            guard fchmod(staged.fd, 0o644) == 0 else { throw .store(path: path, operation: "chmod", errno: errno) }
+            try enableVerity(&staged)
+        } catch {
+            discard(staged)
+            throw error
+        }
+        staged.name = name
+        try stage(staged, size: UInt64(contents.count))
     }
 
     /// A writer for one object; `hasher` is reset and reused (one per thread).

@@ -131,17 +131,10 @@ final class ObjectPipeline: @unchecked Sendable {
             var failed: ObjectStore.Error? = nil
             var digest: [UInt8] = []
             data.value.withUnsafeBytes { raw in
-                do throws(ObjectStore.Error) {
-                    if let store {
-                        let w = store.makeWriter(hasher: h)
-                        try w.write(raw)
-                        digest = try w.finish()
-                    } else {
-                        h.reset()
-                        h.update(raw)
-                        digest = h.finalize()
-                    }
-                } catch { failed = error }
+                h.reset()
+                h.update(raw)
+                digest = h.finalize()
+                do throws(ObjectStore.Error) { try store?.insertOnce(contents: raw, digest: digest) } catch { failed = error }
             }
             if let failed {
                 let e = TarLayer.Error.store(source: source, path: entry, failed)
