@@ -26,12 +26,18 @@ let package = Package(
             pkgConfig: "libfsverity",
             providers: [.apt(["libfsverity-dev"])]
         ),
+        // libarchive: reading tar layers (ustar, GNU, pax; gzip, xz, zstd).
+        .systemLibrary(
+            name: "CArchive",
+            pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]
+        ),
         // Only what Swift cannot call directly: variadic ioctl(2) and
         // syscall(2), and functions behind _GNU_SOURCE.
         .target(name: "CComposeFSShims"),
         .target(
             name: "ComposeFS",
-            dependencies: ["CCrypto", "CComposeFSShims"]
+            dependencies: ["CCrypto", "CArchive", "CComposeFSShims"]
         ),
         // The command lines: argument parsing, messages, exit status.
         .target(

@@ -124,6 +124,27 @@ public enum Properties {
             report("empty path value accepted: \(quoted)")
         }
     }
+
+    /// fuzz-tar: arbitrary bytes as a tar layer, read in memory with no
+    /// store (FUZZING.md, "fuzz-tar").
+    ///
+    /// - `TarReader`, `TarLayer` and `OCILayers` never crash, with OCI and
+    ///   overlay whiteouts; errors are fine (their descriptions render).
+    /// - An accepted layer flattens into a tree whose regular files are
+    ///   consistent (inline content of exactly `size` bytes up to 64, else a
+    ///   digest and its object path); the image writer writes it or refuses
+    ///   it with an error, and a written image loads.
+    /// - A layer accepted alone is accepted on top of itself too (whiteouts
+    ///   and replacements across layers).
+    public static func checkTar(_ input: [UInt8], report: (String) -> Void) {
+        for whiteouts in [TarLayer.Whiteouts.oci, .overlay] {
+            guard let root = flattenTar(input, copies: 1, whiteouts: whiteouts) else { continue }
+            checkTarTree(root, report: report)
+            if whiteouts == .oci, flattenTar(input, copies: 2, whiteouts: .oci) == nil {
+                report("a layer accepted alone was refused on top of itself")
+            }
+        }
+    }
 }
 
 // MARK: - The steps of the checks
@@ -252,5 +273,50 @@ extension Properties {
     static func show(_ b: [UInt8], limit: Int = 600) -> String {
         let s = String(decoding: b.prefix(limit), as: UTF8.self)
         return b.count > limit ? s + "…(\(b.count) bytes)" : s
+    }
+
+    /// Files past this are refused, so hostile sparse sizes stay fast.
+    static let maxTarFileSize: UInt64 = 1 << 22
+
+    static func flattenTar(_ input: [UInt8], copies: Int, whiteouts: TarLayer.Whiteouts) -> Node? {
+        var options = TarLayer.Options()
+        options.whiteouts = whiteouts
+        options.maxFileSize = maxTarFileSize
+        var layers = OCILayers(options: options)
+        let failure: String? = input.withUnsafeBytes { raw -> String? in
+            for _ in 0..<copies {
+                let reader: TarReader
+                do throws(TarReader.Error) { reader = try TarReader(memory: raw, source: "input") } catch { return error.description }
+                do throws(TarLayer.Error) { try layers.add(reader) } catch { return error.description }
+            }
+            return nil
+        }
+        return failure == nil ? layers.finish() : nil
+    }
+
+    static func checkTarTree(_ root: Node, report: (String) -> Void) {
+        var stack = [root]
+        while let dir = stack.popLast() {
+            for child in dir.children {
+                if child.isDirectory {
+                    stack.append(child)
+                    continue
+                }
+                guard child.fileType == .regular, child.size > 0 else { continue }
+                if child.size <= 64 {
+                    if child.content?.count != Int(child.size) {
+                        report("inline file of \(child.size) bytes with \(child.content?.count ?? -1)")
+                    }
+                } else if child.content != nil || child.digest == nil || child.payload != child.digest.map(FsVerity.objectPath) {
+                    report("external file without its digest path")
+                }
+            }
+        }
+        let image: [UInt8]
+        do { image = try ImageWriter.write(root) } catch {
+            _ = error.description
+            return
+        }
+        do { _ = try ImageReader.load(image) } catch { report("written image does not load: \(error)") }
     }
 }

@@ -1,8 +1,8 @@
 import ComposeFS
 import Glibc
 
-/// `mkcomposefs`: an image (and object store) from a directory tree or a
-/// composefs-dump(5) file.
+/// `mkcomposefs`: an image (and object store) from a directory tree, a
+/// composefs-dump(5) file, or tar layers.
 enum MkComposefs: Tool {
     static let name = "mkcomposefs"
 
@@ -18,28 +18,35 @@ enum MkComposefs: Tool {
         static let minVersion = Arguments.Option.valued("min-version", "N")
         static let maxVersion = Arguments.Option.valued("max-version", "N")
         static let threads = Arguments.Option.valued("threads", "N")
+        static let fromTar = Arguments.Option.valued("from-tar", "LAYER")
+        static let tarWhiteouts = Arguments.Option.valued("tar-whiteouts", "MODE")
     }
 
     static let options = [Flag.fromFile, Flag.digestStore, Flag.printDigest, Flag.printDigestOnly,
                           Flag.useEpoch, Flag.skipDevices, Flag.skipXattrs, Flag.userXattrs,
-                          Flag.minVersion, Flag.maxVersion, Flag.threads]
+                          Flag.minVersion, Flag.maxVersion, Flag.threads, Flag.fromTar, Flag.tarWhiteouts]
 
     static let usage = """
         usage: mkcomposefs [OPTIONS] SOURCE IMAGE
                mkcomposefs --print-digest-only [OPTIONS] SOURCE
+               mkcomposefs --from-tar LAYER... [OPTIONS] IMAGE
         See 'mkcomposefs --help' or mkcomposefs(1).
 
         """
 
     static var help: String {
         """
-        Create a composefs image from a directory tree or a composefs-dump(5) file.
+        Create a composefs image from a directory tree, a composefs-dump(5) file or
+        tar layers.
 
         usage: mkcomposefs [OPTIONS] SOURCE IMAGE
                mkcomposefs --print-digest-only [OPTIONS] SOURCE
+               mkcomposefs --from-tar LAYER [--from-tar LAYER]... [OPTIONS] IMAGE
 
         SOURCE is a directory, or with --from-file a composefs-dump(5) file ('-' for
         standard input). IMAGE is the image file to write ('-' for standard output).
+        With --from-tar there is no SOURCE: the image is made from the tar layers,
+        lowest first, as if extracted (plain, gzip, xz or zstd; '-' for standard input).
 
         Options:
           --digest-store=PATH   Copy file contents into this object store
@@ -50,6 +57,9 @@ enum MkComposefs: Tool {
           --print-digest        Print the image's fs-verity digest
           --print-digest-only   Print the digest and write no image
           --from-file           SOURCE is a composefs-dump(5) file
+          --from-tar=LAYER      Read a tar layer (repeat for more layers, lowest first)
+          --tar-whiteouts=MODE  oci (default): apply .wh. whiteouts across layers;
+                                overlay: make them overlay whiteouts (one layer)
           --min-version=N       Lowest format version to write (default 0)
           --max-version=N       Highest format version to write (default 1)
           --threads=N           Threads for digests and copies (default \(DirectoryScanner.defaultThreadCount))
@@ -127,9 +137,16 @@ enum MkComposefs: Tool {
             guard let n = Int(threads), n > 0 else { throw failure("Invalid threads count \(threads)") }
             threadCount = n
         }
-        let paths = arguments.operands.map { FilePath(bytes: $0) }
+        let layers = arguments.all(Flag.fromTar).map { FilePath(bytes: $0) }
+        var paths = arguments.operands.map { FilePath(bytes: $0) }
+        if !layers.isEmpty {
+            if arguments.has(Flag.fromFile) { throw failure("--from-tar and --from-file cannot be used together", usage: true) }
+            paths.insert("", at: 0)   // no SOURCE operand: the layers are the source
+        } else if arguments.has(Flag.tarWhiteouts) {
+            throw failure("--tar-whiteouts needs --from-tar", usage: true)
+        }
         guard let source = paths.first else { throw failure("No source path specified", usage: true) }
-        guard !source.isEmpty else { throw failure("Empty source path specified") }
+        guard !source.isEmpty || !layers.isEmpty else { throw failure("Empty source path specified") }
         var image: FilePath? = nil
         if printDigestOnly {
             guard paths.count == 1 else {
@@ -144,18 +161,29 @@ enum MkComposefs: Tool {
             throw failure("stdout is a tty.  Refusing to use it")
         }
 
-        let root: Node
-        var storeLock: ObjectStore.Lock? = nil
+        // The store's shared lock is kept until the process ends, after the
+        // image is in place (see ObjectStore.Lock).
+        let (root, storeLock) = try makeTree(source, layers: layers, arguments, threads: threadCount)
         defer { withExtendedLifetime(storeLock) {} }
-        if arguments.has(Flag.fromFile) {
-            root = try parseDump(source)
+        try write(root, to: image, printDigest: printDigest,
+                  versions: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0))
+    }
+
+    /// The tree to write, from tar layers, a dump or a directory, and the
+    /// store's lock when objects were added.
+    static func makeTree(_ source: FilePath, layers: [FilePath], _ arguments: Arguments,
+                         threads: Int) throws(ToolFailure) -> (Node, ObjectStore.Lock?) {
+        if !layers.isEmpty {
+            return try readLayers(layers, arguments)
+        } else if arguments.has(Flag.fromFile) {
+            return (try parseDump(source), nil)
         } else {
             var options = DirectoryScanner.Options()
             options.useEpoch = arguments.has(Flag.useEpoch)
             options.skipDevices = arguments.has(Flag.skipDevices)
             options.skipXattrs = arguments.has(Flag.skipXattrs)
             options.userXattrsOnly = arguments.has(Flag.userXattrs)
-            options.threads = threadCount
+            options.threads = threads
             options.digestStore = arguments.last(Flag.digestStore).map { FilePath(bytes: $0) }
             let progress = Terminal.isTerminal(2) ? ProgressLine() : nil
             if let progress {
@@ -163,17 +191,67 @@ enum MkComposefs: Tool {
             }
             defer { progress?.finish() }
             do {
-                // The store's shared lock is kept until the process ends,
-                // after the image is in place (see ObjectStore.Lock).
                 let scanned = try DirectoryScanner.scanHoldingStore(source, options: options)
-                root = scanned.root
-                storeLock = scanned.storeLock
+                return (scanned.root, scanned.storeLock)
             } catch {
                 throw failure("\(error)")
             }
         }
-        try write(root, to: image, printDigest: printDigest,
-                  versions: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0))
+    }
+
+    /// Flattens the tar layers (streamed once each, objects stored on the
+    /// way) and makes the stored objects durable before the image names them.
+    static func readLayers(_ layers: [FilePath], _ arguments: Arguments) throws(ToolFailure) -> (Node, ObjectStore.Lock?) {
+        var options = TarLayer.Options()
+        options.useEpoch = arguments.has(Flag.useEpoch)
+        options.skipDevices = arguments.has(Flag.skipDevices)
+        options.skipXattrs = arguments.has(Flag.skipXattrs)
+        options.userXattrsOnly = arguments.has(Flag.userXattrs)
+        switch arguments.lastText(Flag.tarWhiteouts) {
+        case nil, "oci": options.whiteouts = .oci
+        case "overlay": options.whiteouts = .overlay
+        case let mode?: throw failure("Invalid --tar-whiteouts mode \(mode) (oci or overlay)")
+        }
+        if options.whiteouts == .overlay && layers.count != 1 {
+            throw failure("--tar-whiteouts=overlay takes exactly one --from-tar layer")
+        }
+        if options.skipXattrs && options.userXattrsOnly {
+            throw failure("error accessing \(layers[0]): \(Errno.invalidArgument) (--skip-xattrs and --user-xattrs together)")
+        }
+        if layers.filter({ $0 == "-" }).count > 1 { throw failure("standard input ('-') can be only one layer") }
+        options.warn = { Terminal.error("mkcomposefs: \($0)\n") }
+        if let dir = arguments.last(Flag.digestStore) {
+            do { options.store = try ObjectStore(path: FilePath(bytes: dir)) } catch { throw failure("cannot fill store: \(error)") }
+        }
+        var flattened = OCILayers(options: options)
+        do throws(ToolFailure) {
+            for layer in layers { try readLayer(layer, into: &flattened) }
+            let root = flattened.finish()
+            if let store = options.store {
+                // Files replaced by later entries or layers leave no object
+                // (as extracting and scanning would not).
+                store.discardPending(keeping: OCILayers.objects(in: root))
+                do { try store.commit() } catch { throw failure("cannot fill store: \(error)") }
+            }
+            return (root, options.store?.lock)
+        } catch {
+            options.store?.discardPending()
+            throw error
+        }
+    }
+
+    static func readLayer(_ layer: FilePath, into flattened: inout OCILayers) throws(ToolFailure) {
+        let stdin = layer == "-"
+        let fd: FileDescriptor
+        if stdin {
+            fd = .standardInput
+        } else {
+            do { fd = try .open(layer, O_RDONLY) } catch { throw failure("cannot open '\(layer)': \(error)") }
+        }
+        defer { if !stdin { fd.close() } }
+        let reader: TarReader
+        do { reader = try TarReader(fd: fd, source: stdin ? "<stdin>" : layer) } catch { throw failure("\(error)") }
+        do { try flattened.add(reader) } catch { throw failure("\(error)") }
     }
 
     /// Streams the image to its file (or standard output, or nowhere),

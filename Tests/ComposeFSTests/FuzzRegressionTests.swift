@@ -10,6 +10,7 @@ import Testing
 //     Fixtures/fuzz-regressions/fuzz-dump/*           Properties.checkDump: DumpParser → ImageWriter → ImageReader round trip
 //     Fixtures/fuzz-regressions/fuzz-image/*          Properties.checkImage: ImageReader.load / walk / DumpPrinter
 //     Fixtures/fuzz-regressions/fuzz-mount-options/*  Properties.checkMountOptions: Mount.Options.parse
+//     Fixtures/fuzz-regressions/fuzz-tar/*            Properties.checkTar: TarReader → TarLayer → OCILayers → ImageWriter
 //
 // Every file in those directories is replayed; to add a reproducer, copy the
 // (minimised) crash file there under a descriptive name. A violation, which
@@ -37,7 +38,7 @@ struct FuzzRegressionTests {
 
     @Test("every fuzz target has replayable inputs")
     func inputsExist() {
-        for t in ["fuzz-dump", "fuzz-image", "fuzz-mount-options"] {
+        for t in ["fuzz-dump", "fuzz-image", "fuzz-mount-options", "fuzz-tar"] {
             #expect(!Self.inputs(t).isEmpty, "no inputs in Fixtures/fuzz-regressions/\(t)")
         }
     }
@@ -55,6 +56,11 @@ struct FuzzRegressionTests {
     @Test("fuzz-mount-options inputs", arguments: inputs("fuzz-mount-options"))
     func mountOptions(_ name: String) throws {
         Properties.checkMountOptions(try Self.load("fuzz-mount-options", name), report: Self.record(name))
+    }
+
+    @Test("fuzz-tar inputs", arguments: inputs("fuzz-tar"))
+    func tar(_ name: String) throws {
+        Properties.checkTar(try Self.load("fuzz-tar", name), report: Self.record(name))
     }
 
     // MARK: Leak found by fuzzing

@@ -59,6 +59,11 @@ public final class ObjectStore: @unchecked Sendable {
     /// Serialises batch commits (staging goes on meanwhile).
     private let committing = Locked<Void>(())
     private let knownDirs = Locked<Set<UInt8>>([])
+    /// Fan-out directories this run created: they held no object before it
+    /// (one a concurrent run adds meanwhile shows as EEXIST when linking).
+    let createdDirs = Locked<Set<UInt8>>([])
+    /// Objects a `Writer` or `insertOnce` claimed in this run.
+    let written = Locked<Set<[UInt8]>>([])
     private let tmpfileWorks = Atomic<Bool>(true)
     private let copyFileRangeWorks = Atomic<Bool>(true)
     private let verityMayWork = Atomic<Bool>(true)
@@ -222,7 +227,7 @@ public final class ObjectStore: @unchecked Sendable {
     }
 
     /// Queues a complete object for the next durability batch.
-    private func stage(_ staged: Staged, size: UInt64) throws(Error) {
+    func stage(_ staged: Staged, size: UInt64) throws(Error) {
         let full = pending.withLock { p -> Bool in
             p.objects.append(staged)
             p.bytes += size
@@ -258,6 +263,19 @@ public final class ObjectStore: @unchecked Sendable {
         }
     }
 
+    /// Drops the staged objects whose names `keep` does not hold (objects
+    /// of files that a later tar entry or layer replaced), before they are
+    /// committed. Published objects are never removed: a concurrent run
+    /// may already use them.
+    public func discardPending(keeping keep: Set<[UInt8]>) {
+        let dropped = pending.withLock { p -> [Staged] in
+            let dropped = p.objects.filter { !keep.contains($0.name.bytes) }
+            p.objects.removeAll { !keep.contains($0.name.bytes) }
+            return dropped
+        }
+        for s in dropped { discard(s) }
+    }
+
     /// Drops staged objects without publishing them (after a failure).
     public func discardPending() {
         let batch = pending.withLock { p -> [Staged] in
@@ -270,17 +288,20 @@ public final class ObjectStore: @unchecked Sendable {
 
     // MARK: Internals
 
-    private func ensureDirectory(_ first: UInt8) throws(Error) {
+    func ensureDirectory(_ first: UInt8) throws(Error) {
         guard isWritable else { throw .store(path: path, operation: .writing, errno: .badFileDescriptor) }
         if knownDirs.withLock({ $0.contains(first) }) { return }
         let name = FilePath(bytes: Array([first].hexString.utf8))
-        do { try directory.makeDirectory(name, mode: 0o755) } catch where error != .fileExists {
+        do {
+            try directory.makeDirectory(name, mode: 0o755)
+            createdDirs.withLock { _ = $0.insert(first) }
+        } catch where error != .fileExists {
             throw .store(path: path.appending(name.bytes), operation: .creating, errno: error)
         } catch {}
         knownDirs.withLock { _ = $0.insert(first) }
     }
 
-    private func createTemporary() throws(Error) -> Staged {
+    func createTemporary() throws(Error) -> Staged {
         if tmpfileWorks.load(ordering: .relaxed) {
             do {
                 let t = try FileDescriptor.open(".", FileDescriptor.temporaryFile | O_RDWR, mode: 0o600, relativeTo: directory)
@@ -309,7 +330,7 @@ public final class ObjectStore: @unchecked Sendable {
         throw .store(path: path, operation: .creatingTemporary, errno: .fileExists)
     }
 
-    private func discard(_ s: Staged) {
+    func discard(_ s: Staged) {
         if let t = s.tempName { try? directory.unlink(t) }
         s.fd.close()
     }
@@ -317,7 +338,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// Best effort: fs-verity on the new object (it needs a read-only
     /// descriptor and no writer). Once the kernel or filesystem says it has
     /// no fs-verity, later objects skip the attempt.
-    private func enableVerity(_ staged: inout Staged) throws(Error) {
+    func enableVerity(_ staged: inout Staged) throws(Error) {
         guard verityMayWork.load(ordering: .relaxed) else { return }
         staged.fd = reopenReadOnly(staged.fd)
         let e = FsVerity.enable(fd: staged.fd)

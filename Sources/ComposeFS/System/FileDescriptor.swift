@@ -89,6 +89,18 @@ public struct FileDescriptor: Hashable, Sendable {
         _ = try Self.retrying { lseek(rawValue, off_t(offset), SEEK_SET) }
     }
 
+    /// Moves the file position forward by `count` bytes (past the end it
+    /// leaves a hole).
+    public func seek(by count: Int) throws(Errno) {
+        _ = try Self.retrying { lseek(rawValue, off_t(count), SEEK_CUR) }
+    }
+
+    /// `ftruncate(2)`.
+    public func truncate(to length: Int) throws(Errno) {
+        try SystemFaults.check(.write, nil, self)
+        _ = try Self.retrying { ftruncate(rawValue, off_t(length)) }
+    }
+
     // MARK: Metadata
 
     public func stat() throws(Errno) -> Glibc.stat {

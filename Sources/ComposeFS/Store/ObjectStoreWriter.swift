@@ -1,0 +1,166 @@
+import Glibc
+
+extension ObjectStore {
+    /// Streams one object into the store whose digest is known only at the
+    /// end (a file read from a tar layer): every chunk is hashed and written
+    /// in one pass, and `finish` names the object by its digest.
+    ///
+    /// Objects up to `memoryLimit` bytes are held in memory until `finish`,
+    /// so one the store already has costs no temporary file; larger ones
+    /// go to a staged temporary file as they arrive. Either way the bytes
+    /// written are the bytes hashed, so no verification read is needed, and
+    /// the object becomes durable and visible with the store's next batch
+    /// commit, like every other insert.
+    public final class Writer {
+        public static let memoryLimit = 1 << 20
+        let store: ObjectStore
+        let hasher: FsVerity.Hasher
+        private var buffer: [UInt8] = []
+        private var staged: Staged? = nil
+        public private(set) var length: UInt64 = 0
+        private var finished = false
+        /// The staged file ends in a hole (a seek, not yet its length).
+        private var endsInHole = false
+
+        init(store: ObjectStore, hasher: FsVerity.Hasher) {
+            self.store = store
+            self.hasher = hasher
+            hasher.reset()
+        }
+
+        deinit { discard() }
+
+        public func write(_ chunk: UnsafeRawBufferPointer) throws(Error) {
+            guard !chunk.isEmpty else { return }
+            hasher.update(chunk)
+            length += UInt64(chunk.count)
+            if staged == nil && buffer.count + chunk.count <= Writer.memoryLimit {
+                buffer.append(contentsOf: chunk)
+                return
+            }
+            try spill()
+            try writeAll(chunk)
+            endsInHole = false
+        }
+
+        /// A hole of `count` zero bytes (a sparse file's): hashed as zeros,
+        /// and left as a hole in a staged file.
+        public func writeZeros(_ count: UInt64) throws(Error) {
+            var left = count
+            ObjectStore.zeros.withUnsafeBytes { z in
+                while left > 0 {
+                    let n = Int(min(left, UInt64(z.count)))
+                    hasher.update(UnsafeRawBufferPointer(rebasing: z[0..<n]))
+                    left -= UInt64(n)
+                }
+            }
+            length += count
+            if staged == nil && UInt64(buffer.count) + count <= UInt64(Writer.memoryLimit) {
+                buffer.append(contentsOf: repeatElement(0, count: Int(count)))
+                return
+            }
+            try spill()
+            guard let fd = staged?.fd, let n = Int(exactly: count) else {
+                throw .store(path: store.path, operation: .writing, errno: .invalidArgument)
+            }
+            do { try fd.seek(by: n) } catch { throw .store(path: store.path, operation: .writing, errno: error) }
+            endsInHole = count > 0
+        }
+
+        /// The object's digest. Unless the store has it (or this run staged
+        /// it already), the object is staged for the next batch commit.
+        public func finish() throws(Error) -> [UInt8] {
+            precondition(!finished, "ObjectStore.Writer.finish called twice")
+            finished = true
+            let digest = hasher.finalize()
+            guard var s = staged else {
+                // Never spilled: the bytes are all in memory.
+                defer { buffer = [] }
+                try withBytes(buffer) { (b: UnsafeRawBufferPointer) throws(Error) in try store.insertOnce(contents: b, digest: digest) }
+                return digest
+            }
+            let name = FsVerity.objectPath(digest)
+            guard try store.claim(name, digest) else {
+                discard()
+                return digest
+            }
+            staged = nil
+            do throws(Error) {
+                // A trailing hole: the file must still have its full length.
+                if endsInHole {
+                    do { try s.fd.truncate(to: Int(length)) } catch {
+                        throw .store(path: store.path, operation: .writing, errno: error)
+                    }
+                }
+                do { try s.fd.changeMode(0o644) } catch { throw .store(path: store.path, operation: .changingMode, errno: error) }
+                try store.enableVerity(&s)
+            } catch {
+                store.discard(s)
+                throw error
+            }
+            s.name = FilePath(bytes: name)
+            try store.stage(s, size: length)
+            return digest
+        }
+
+        /// Drops what was written (the object is not published).
+        public func discard() {
+            if let s = staged { store.discard(s) }
+            staged = nil
+            buffer = []
+        }
+
+        /// Moves the in-memory part to a staged temporary file.
+        private func spill() throws(Error) {
+            guard staged == nil else { return }
+            staged = try store.createTemporary()
+            let held = buffer
+            buffer = []
+            try withBytes(held) { (b: UnsafeRawBufferPointer) throws(Error) in try writeAll(b) }
+        }
+
+        /// Writes all of `data` to the staged file.
+        private func writeAll(_ data: UnsafeRawBufferPointer) throws(Error) {
+            guard let fd = staged?.fd, !data.isEmpty else { return }
+            do { try fd.writeAll(data) } catch { throw .store(path: store.path, operation: .writing, errno: error) }
+        }
+    }
+
+    /// Whether this run should write the object `name`: not yet written by
+    /// it (the first claim wins), and not already in the store. In a
+    /// fan-out directory this run made no object can be there yet, so no
+    /// lookup is needed (one a concurrent run adds shows when linking).
+    func claim(_ name: [UInt8], _ digest: [UInt8]) throws(Error) -> Bool {
+        guard written.withLock({ $0.insert(name).inserted }) else { return false }
+        try ensureDirectory(digest[0])
+        if createdDirs.withLock({ $0.contains(digest[0]) }) { return true }
+        return try !contains(name)
+    }
+
+    /// Adds bytes the caller hashed to `digest` (a whole file of a tar
+    /// layer), written straight from its buffer, once per run.
+    public func insertOnce(contents: UnsafeRawBufferPointer, digest: [UInt8]) throws(Error) {
+        let name = FsVerity.objectPath(digest)
+        guard try claim(name, digest) else { return }
+        var staged = try createTemporary()
+        do throws(Error) {
+            if !contents.isEmpty {
+                do { try staged.fd.writeAll(contents) } catch { throw .store(path: path, operation: .writing, errno: error) }
+            }
+            do { try staged.fd.changeMode(0o644) } catch { throw .store(path: path, operation: .changingMode, errno: error) }
+            try enableVerity(&staged)
+        } catch {
+            discard(staged)
+            throw error
+        }
+        staged.name = FilePath(bytes: name)
+        try stage(staged, size: UInt64(contents.count))
+    }
+
+    /// A writer for one object; `hasher` is reset and reused (one per thread).
+    public func makeWriter(hasher: FsVerity.Hasher = FsVerity.Hasher()) -> Writer {
+        Writer(store: self, hasher: hasher)
+    }
+
+    static let zeros = [UInt8](repeating: 0, count: 1 << 16)
+}
