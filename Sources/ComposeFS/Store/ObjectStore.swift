@@ -93,6 +93,32 @@ public final class ObjectStore: @unchecked Sendable {
         var fd: FileDescriptor
         var name: FilePath
         var tempName: FilePath?   // named fallback
+        /// Whether the file still needs `fchmod` to 0644 (a named
+        /// temporary file is made 0600; an anonymous one 0644 minus umask).
+        var needsMode = true
+    }
+
+    /// Whether the process's umask takes bits off 0644 (from
+    /// /proc/self/status; umask(2) cannot be read without changing it).
+    static let umaskStripsObjectMode: Bool = {
+        guard let fd = try? FileDescriptor.open("/proc/self/status", O_RDONLY) else { return true }
+        defer { fd.close() }
+        var text = [UInt8](repeating: 0, count: 4096)
+        let n = (try? withMutableBytes(&text) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try fd.readAll(into: b, at: 0) }) ?? 0
+        let key = Array("\nUmask:\t".utf8)
+        guard n > 0, let at = text[..<n].firstRange(of: key) else { return true }
+        var mask: UInt32 = 0
+        for c in text[at.upperBound..<n] {
+            guard (0x30...0x37).contains(c) else { break }
+            mask = mask << 3 | UInt32(c - 0x30)
+        }
+        return mask & 0o644 != 0
+    }()
+
+    /// Mode 0644 on a new object, where its creation did not give it.
+    func setObjectMode(_ staged: Staged) throws(Error) {
+        guard staged.needsMode else { return }
+        do { try staged.fd.changeMode(0o644) } catch { throw .store(path: path, operation: .changingMode, errno: error) }
     }
 
     static func trimmed(_ path: FilePath) -> FilePath {
@@ -185,10 +211,10 @@ public final class ObjectStore: @unchecked Sendable {
         let name = FsVerity.objectPath(digest)
         if try contains(name) { return }
         try ensureDirectory(digest[0])
-        var staged = try createTemporary()
+        var staged = try createTemporary(fanOut: digest[0])
         do throws(Error) {
             try copy(from: source, to: staged.fd, size: size, sourcePath: sourcePath, scratch: scratch)
-            do { try staged.fd.changeMode(0o644) } catch { throw .store(path: path, operation: .changingMode, errno: error) }
+            try setObjectMode(staged)
             // Verify what will be published: the object must hash to its name.
             let check: [UInt8]
             do { check = try FsVerity.digest(fd: staged.fd, path: sourcePath, buffer: scratch, hasher: hasher) } catch {
@@ -213,10 +239,10 @@ public final class ObjectStore: @unchecked Sendable {
         let name = FsVerity.objectPath(digest)
         if try contains(name) { return }
         try ensureDirectory(digest[0])
-        var staged = try createTemporary()
+        var staged = try createTemporary(fanOut: digest[0])
         do throws(Error) {
             do { try staged.fd.writeAll(contents) } catch { throw .store(path: path, operation: .writing, errno: error) }
-            do { try staged.fd.changeMode(0o644) } catch { throw .store(path: path, operation: .changingMode, errno: error) }
+            try setObjectMode(staged)
             try enableVerity(&staged)
         } catch {
             discard(staged)
@@ -248,13 +274,18 @@ public final class ObjectStore: @unchecked Sendable {
             var failure: Error? = nil
             // 1. Data durable before any name appears.
             do throws(Errno) { try directory.syncFilesystem() } catch { failure = .store(path: path, operation: .syncing, errno: error) }
-            // 2. Names.
-            for s in batch {
-                if failure == nil {
-                    do throws(Error) { try link(s) } catch { failure = error }
+            // 2. Names, on every CPU (each is a directory update of its
+            // own; closing the files goes along).
+            let linkFailure = Locked<Error?>(nil)
+            let staged = UncheckedSendable(batch)
+            let linking = failure == nil
+            Parallel.forEach(count: batch.count, threads: Parallel.availableCPUs) { i, _ in
+                if linking && linkFailure.withLock({ $0 == nil }) {
+                    do throws(Error) { try self.link(staged.value[i]) } catch { linkFailure.withLock { if $0 == nil { $0 = error } } }
                 }
-                discard(s)
+                self.discard(staged.value[i])
             }
+            if failure == nil { failure = linkFailure.withLock { $0 } }
             // 3. Names durable.
             if failure == nil {
                 do throws(Errno) { try directory.syncFilesystem() } catch { failure = .store(path: path, operation: .syncing, errno: error) }
@@ -301,11 +332,16 @@ public final class ObjectStore: @unchecked Sendable {
         knownDirs.withLock { _ = $0.insert(first) }
     }
 
-    func createTemporary() throws(Error) -> Staged {
+    /// An anonymous file for a new object: in its fan-out directory when
+    /// that is known (the filesystem then spreads the objects' inodes as
+    /// it spread the directories, instead of crowding the store's own
+    /// group), else in the store directory.
+    func createTemporary(fanOut: UInt8? = nil) throws(Error) -> Staged {
         if tmpfileWorks.load(ordering: .relaxed) {
+            let at = fanOut.map { FilePath(bytes: Array([$0].hexString.utf8)) } ?? "."
             do {
-                let t = try FileDescriptor.open(".", FileDescriptor.temporaryFile | O_RDWR, mode: 0o600, relativeTo: directory)
-                return Staged(fd: t, name: "", tempName: nil)
+                let t = try FileDescriptor.open(at, FileDescriptor.temporaryFile | O_RDWR, mode: 0o644, relativeTo: directory)
+                return Staged(fd: t, name: "", tempName: nil, needsMode: Self.umaskStripsObjectMode)
             } catch {
                 guard error == .notSupported || error == .isDirectory || error == .invalidArgument
                         || error == .noSuchFileOrDirectory else {

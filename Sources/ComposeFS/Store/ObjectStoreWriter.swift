@@ -92,7 +92,7 @@ extension ObjectStore {
                         throw .store(path: store.path, operation: .writing, errno: error)
                     }
                 }
-                do { try s.fd.changeMode(0o644) } catch { throw .store(path: store.path, operation: .changingMode, errno: error) }
+                try store.setObjectMode(s)
                 try store.enableVerity(&s)
             } catch {
                 store.discard(s)
@@ -142,12 +142,12 @@ extension ObjectStore {
     public func insertOnce(contents: UnsafeRawBufferPointer, digest: [UInt8]) throws(Error) {
         let name = FsVerity.objectPath(digest)
         guard try claim(name, digest) else { return }
-        var staged = try createTemporary()
+        var staged = try createTemporary(fanOut: digest[0])
         do throws(Error) {
             if !contents.isEmpty {
                 do { try staged.fd.writeAll(contents) } catch { throw .store(path: path, operation: .writing, errno: error) }
             }
-            do { try staged.fd.changeMode(0o644) } catch { throw .store(path: path, operation: .changingMode, errno: error) }
+            try setObjectMode(staged)
             try enableVerity(&staged)
         } catch {
             discard(staged)
