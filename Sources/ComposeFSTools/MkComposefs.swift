@@ -1,4 +1,5 @@
 import ComposeFS
+import Dispatch
 import Glibc
 
 /// `mkcomposefs`: an image (and object store) from a directory tree, a
@@ -163,20 +164,42 @@ enum MkComposefs: Tool {
 
         // The store's shared lock is kept until the process ends, after the
         // image is in place (see ObjectStore.Lock).
-        let (root, storeLock) = try makeTree(source, layers: layers, arguments, threads: threadCount)
+        let (root, storeLock, commit) = try makeTree(source, layers: layers, arguments, threads: threadCount)
         defer { withExtendedLifetime(storeLock) {} }
         try write(root, to: image, printDigest: printDigest,
-                  versions: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0))
+                  versions: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0), after: commit)
     }
 
-    /// The tree to write, from tar layers, a dump or a directory, and the
-    /// store's lock when objects were added.
+    /// The store's last batch, made durable on another thread while the
+    /// image is laid out and written; the image is put in place (or sent,
+    /// or its digest printed) only once this has succeeded.
+    final class PendingCommit: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        private var failure: ObjectStore.Error? = nil
+
+        init(_ store: ObjectStore) {
+            DispatchQueue.global().async {
+                do throws(ObjectStore.Error) { try store.commit() } catch { self.failure = error }
+                self.done.signal()
+            }
+        }
+
+        func wait() throws(ToolFailure) {
+            done.wait()
+            done.signal()   // later waits return at once
+            if let failure { throw MkComposefs.failure("cannot fill store: \(failure)") }
+        }
+    }
+
+    /// The tree to write, from tar layers, a dump or a directory, the
+    /// store's lock when objects were added, and the store's commit when
+    /// it is still under way.
     static func makeTree(_ source: FilePath, layers: [FilePath], _ arguments: Arguments,
-                         threads: Int) throws(ToolFailure) -> (Node, ObjectStore.Lock?) {
+                         threads: Int) throws(ToolFailure) -> (Node, ObjectStore.Lock?, PendingCommit?) {
         if !layers.isEmpty {
             return try readLayers(layers, arguments)
         } else if arguments.has(Flag.fromFile) {
-            return (try parseDump(source), nil)
+            return (try parseDump(source), nil, nil)
         } else {
             var options = DirectoryScanner.Options()
             options.useEpoch = arguments.has(Flag.useEpoch)
@@ -192,7 +215,7 @@ enum MkComposefs: Tool {
             defer { progress?.finish() }
             do {
                 let scanned = try DirectoryScanner.scanHoldingStore(source, options: options)
-                return (scanned.root, scanned.storeLock)
+                return (scanned.root, scanned.storeLock, nil)
             } catch {
                 throw failure("\(error)")
             }
@@ -200,8 +223,9 @@ enum MkComposefs: Tool {
     }
 
     /// Flattens the tar layers (streamed once each, objects stored on the
-    /// way) and makes the stored objects durable before the image names them.
-    static func readLayers(_ layers: [FilePath], _ arguments: Arguments) throws(ToolFailure) -> (Node, ObjectStore.Lock?) {
+    /// way) and starts making the stored objects durable (the image waits
+    /// for that before it names them).
+    static func readLayers(_ layers: [FilePath], _ arguments: Arguments) throws(ToolFailure) -> (Node, ObjectStore.Lock?, PendingCommit?) {
         var options = TarLayer.Options()
         options.useEpoch = arguments.has(Flag.useEpoch)
         options.skipDevices = arguments.has(Flag.skipDevices)
@@ -231,9 +255,9 @@ enum MkComposefs: Tool {
                 // Files replaced by later entries or layers leave no object
                 // (as extracting and scanning would not).
                 store.discardPending(keeping: OCILayers.objects(in: root))
-                do { try store.commit() } catch { throw failure("cannot fill store: \(error)") }
+                return (root, store.lock, PendingCommit(store))
             }
-            return (root, options.store?.lock)
+            return (root, nil, nil)
         } catch {
             options.store?.discardPending()
             throw error
@@ -257,7 +281,7 @@ enum MkComposefs: Tool {
     /// Streams the image to its file (or standard output, or nowhere),
     /// hashing it on the way when the digest is asked for.
     static func write(_ root: Node, to image: FilePath?, printDigest: Bool,
-                      versions: ImageWriter.Options) throws(ToolFailure) {
+                      versions: ImageWriter.Options, after commit: PendingCommit? = nil) throws(ToolFailure) {
         let prepared: ImageWriter.PreparedImage
         do {
             prepared = try ImageWriter.prepare(root, options: versions)
@@ -265,6 +289,8 @@ enum MkComposefs: Tool {
             throw failure("cannot write file: \(error)")
         }
         let hasher = printDigest ? FsVerity.Hasher() : nil
+        if image == "-" { try commit?.wait() }
+        var file: FileIO.AtomicFile? = nil
         do throws(FileIO.Error) {
             if image == "-" {
                 try prepared.serialize { (chunk: [UInt8]) throws(FileIO.Error) in
@@ -272,17 +298,22 @@ enum MkComposefs: Tool {
                     try FileIO.write(.standardOutput, chunk, path: "<stdout>")
                 }
             } else if let image {
-                let file = try FileIO.AtomicFile(path: image)
+                let f = try FileIO.AtomicFile(path: image)
+                file = f
                 try prepared.serialize { (chunk: [UInt8]) throws(FileIO.Error) in
                     hasher?.update(chunk)
-                    try file.write(chunk)
+                    try f.write(chunk)
                 }
-                try file.commit()
             } else {
                 prepared.serialize { hasher?.update($0) }
             }
         } catch {
             throw failure("cannot write file: \(error)")
+        }
+        // The image names objects: they are durable first.
+        try commit?.wait()
+        if let file {
+            do { try file.commit() } catch { throw failure("cannot write file: \(error)") }
         }
         if let hasher {
             do {

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 @testable import ComposeFS
+@testable import ComposeFSTools
 
 /// Failures injected into the system layer (`SystemFaults`): a full disk
 /// while objects are written, a source that cannot be read, a failed
@@ -98,6 +99,36 @@ import Testing
         let objects = try FileManager.default.subpathsOfDirectory(atPath: store).filter { $0.count == 65 }
         #expect(objects.isEmpty, "objects published without a sync: \(objects)")
         #expect(Self.temporaries(in: store).isEmpty)
+    }
+
+    /// mkcomposefs --from-tar makes the store's last batch durable while
+    /// the image is written, and waits for it before the image goes in
+    /// place: a failed sync there is the run's error.
+    @Test func failedBackgroundCommitIsTheRunsError() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try ObjectStore(path: FilePath(dir.file("objects")))
+        let content = pseudoRandomBytes(5_000, seed: 9)
+        let h = FsVerity.Hasher()
+        h.update(content)
+        let digest = h.finalize()
+        var staged: ObjectStore.Error? = nil
+        content.withUnsafeBytes { raw in
+            do throws(ObjectStore.Error) { try store.insertOnce(contents: raw, digest: digest) } catch { staged = error }
+        }
+        #expect(staged == nil)
+        _ = Self.inject(.sync, under: dir, sticky: true, errno: .ioError)
+        defer { SystemFaults.clear() }
+        let pending = MkComposefs.PendingCommit(store)
+        let expected = "mkcomposefs: cannot fill store: \(ObjectStore.Error.store(path: FilePath(dir.file("objects")), operation: .syncing, errno: .ioError))\n"
+        for _ in 0..<2 {   // every wait reports it
+            var text: String? = nil
+            do { try pending.wait() } catch { text = error.text }
+            #expect(text == expected)
+        }
+        SystemFaults.clear()
+        let objects = try FileManager.default.subpathsOfDirectory(atPath: dir.file("objects")).filter { $0.count == 65 }
+        #expect(objects.isEmpty, "objects published without a sync: \(objects)")
     }
 
     @Test func failedLinkIsAnError() throws {

@@ -123,4 +123,26 @@ import Testing
         let root = try Tools.mkcomposefs(["--print-digest-only", "--from-file", "-"], stdin: b("/ 4096 40755 2 0 0 0 0.0 - - -\n"))
         #expect(empty.status == 0 && empty.out == root.out)
     }
+
+    /// A store that cannot take an object: the entry is named, and no
+    /// image, digest or standard output appears in any output mode.
+    @Test func storeRefusalLeavesNoOutput() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let content = pseudoRandomBytes(9_000, seed: 5)
+        let layer = try dir.write("layer.tar", TestTar([.file("f", content)]).archive)
+        let h = FsVerity.Hasher()
+        h.update(content)
+        let object = dir.file("store") + "/" + String(bytes: FsVerity.objectPath(h.finalize()))
+        try FileManager.default.createDirectory(atPath: object, withIntermediateDirectories: true)
+        for output in [["out.cfs"], ["-"], []] {
+            let digestOnly = output.isEmpty ? ["--print-digest-only"] : []
+            let r = try Tools.mkcomposefs(digestOnly + ["--digest-store=" + dir.file("store"), "--from-tar", layer]
+                                          + output.map { $0 == "-" ? $0 : dir.file($0) })
+            #expect(r.status == 1)
+            #expect(r.stdout.isEmpty, "nothing on standard output before the store is done")
+            #expect(r.err == "mkcomposefs: \(layer): f: cannot fill store: File exists (\(object) exists and is not a regular file)\n")
+            #expect(try dir.contents() == ["layer.tar", "store"])
+        }
+    }
 }
