@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Synchronization
 
@@ -254,12 +255,28 @@ public final class ObjectStore: @unchecked Sendable {
 
     /// Queues a complete object for the next durability batch.
     func stage(_ staged: Staged, size: UInt64) throws(Error) {
-        let full = pending.withLock { p -> Bool in
+        let (full, early) = pending.withLock { p -> (Bool, Bool) in
             p.objects.append(staged)
             p.bytes += size
-            return p.objects.count >= batchObjects || p.bytes >= Self.batchBytes
+            let early = p.bytes / Self.writebackStep != (p.bytes - size) / Self.writebackStep
+            return (p.objects.count >= batchObjects || p.bytes >= Self.batchBytes, early)
         }
-        if full { try commit() }
+        if full { try commit() } else if early { startWriteback() }
+    }
+
+    /// Every `writebackStep` bytes staged, the data starts on its way to
+    /// the disk while staging goes on: a sync of the file system on another
+    /// thread, one at a time. It publishes nothing and its result is not
+    /// used (the commit's own sync is what makes objects durable); the
+    /// commit then finds little left to write.
+    static let writebackStep: UInt64 = 8 << 20
+    private let writebackRunning = Atomic<Bool>(false)
+    private func startWriteback() {
+        guard writebackRunning.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
+        DispatchQueue.global().async {
+            try? self.directory.syncFilesystem()
+            self.writebackRunning.store(false, ordering: .releasing)
+        }
     }
 
     /// Makes every staged object durable and visible under its final name.
