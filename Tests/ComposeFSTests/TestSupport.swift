@@ -137,8 +137,14 @@ func versionOptions(_ args: [String]) throws -> ImageWriter.Options {
     var minV: UInt32?
     var maxV: UInt32?
     for a in args {
-        if a.hasPrefix("--min-version=") { minV = try #require(UInt32(a.dropFirst("--min-version=".count))) }
-        if a.hasPrefix("--max-version=") { maxV = try #require(UInt32(a.dropFirst("--max-version=".count))) }
+        if a.hasPrefix("--min-version=") {
+            let v: UInt32 = try #require(UInt32(a.dropFirst("--min-version=".count)))
+            minV = v
+        }
+        if a.hasPrefix("--max-version=") {
+            let v: UInt32 = try #require(UInt32(a.dropFirst("--max-version=".count)))
+            maxV = v
+        }
     }
     if minV == nil && maxV == nil { return .init(minVersion: 0, maxVersion: 1) }
     return .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0)
