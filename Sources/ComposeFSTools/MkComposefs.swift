@@ -174,19 +174,17 @@ enum MkComposefs: Tool {
     /// image is laid out and written; the image is put in place (or sent,
     /// or its digest printed) only once this has succeeded.
     final class PendingCommit: @unchecked Sendable {
-        private let done = DispatchSemaphore(value: 0)
-        private var failure: ObjectStore.Error? = nil
+        private let done = DispatchGroup()
+        private var failure: ObjectStore.Error? = nil   // set before `done` is left
 
         init(_ store: ObjectStore) {
-            DispatchQueue.global().async {
+            DispatchQueue.global().async(group: done) {
                 do throws(ObjectStore.Error) { try store.commit() } catch { self.failure = error }
-                self.done.signal()
             }
         }
 
         func wait() throws(ToolFailure) {
             done.wait()
-            done.signal()   // later waits return at once
             if let failure { throw MkComposefs.failure("cannot fill store: \(failure)") }
         }
     }

@@ -212,10 +212,9 @@ public final class ObjectStore: @unchecked Sendable {
         let name = FsVerity.objectPath(digest)
         if try contains(name) { return }
         try ensureDirectory(digest[0])
-        var staged = try createTemporary(fanOut: digest[0])
+        let staged = try createTemporary(fanOut: digest[0])
         do throws(Error) {
             try copy(from: source, to: staged.fd, size: size, sourcePath: sourcePath, scratch: scratch)
-            try setObjectMode(staged)
             // Verify what will be published: the object must hash to its name.
             let check: [UInt8]
             do { check = try FsVerity.digest(fd: staged.fd, path: sourcePath, buffer: scratch, hasher: hasher) } catch {
@@ -224,13 +223,11 @@ public final class ObjectStore: @unchecked Sendable {
             guard let st = try? staged.fd.stat(), UInt64(st.st_size) == size, check == digest else {
                 throw .changed(source: sourcePath)
             }
-            try enableVerity(&staged)
         } catch {
             discard(staged)
             throw error
         }
-        staged.name = FilePath(bytes: name)
-        try stage(staged, size: size)
+        try stage(staged, as: name, size: size)
     }
 
     /// Adds `contents` (already hashed by the caller to `digest`) as an
@@ -240,17 +237,33 @@ public final class ObjectStore: @unchecked Sendable {
         let name = FsVerity.objectPath(digest)
         if try contains(name) { return }
         try ensureDirectory(digest[0])
-        var staged = try createTemporary(fanOut: digest[0])
-        do throws(Error) {
-            do { try staged.fd.writeAll(contents) } catch { throw .store(path: path, operation: .writing, errno: error) }
-            try setObjectMode(staged)
-            try enableVerity(&staged)
-        } catch {
+        try stage(contents, as: name, fanOut: digest[0])
+    }
+
+    /// Writes `contents` to a new temporary file and stages it as `name`.
+    func stage(_ contents: UnsafeRawBufferPointer, as name: [UInt8], fanOut: UInt8) throws(Error) {
+        let staged = try createTemporary(fanOut: fanOut)
+        do { try staged.fd.writeAll(contents) } catch {
             discard(staged)
+            throw .store(path: path, operation: .writing, errno: error)
+        }
+        try stage(staged, as: name, size: UInt64(contents.count))
+    }
+
+    /// Gives a complete temporary file the object's mode (and fs-verity
+    /// where it works) and queues it, named `name`, for the next batch;
+    /// on failure it is dropped.
+    func stage(_ staged: Staged, as name: [UInt8], size: UInt64) throws(Error) {
+        var s = staged
+        do throws(Error) {
+            try setObjectMode(s)
+            try enableVerity(&s)
+        } catch {
+            discard(s)
             throw error
         }
-        staged.name = FilePath(bytes: name)
-        try stage(staged, size: UInt64(contents.count))
+        s.name = FilePath(bytes: name)
+        try stage(s, size: size)
     }
 
     /// Queues a complete object for the next durability batch.

@@ -46,14 +46,7 @@ extension ObjectStore {
         /// A hole of `count` zero bytes (a sparse file's): hashed as zeros,
         /// and left as a hole in a staged file.
         public func writeZeros(_ count: UInt64) throws(Error) {
-            var left = count
-            ObjectStore.zeros.withUnsafeBytes { z in
-                while left > 0 {
-                    let n = Int(min(left, UInt64(z.count)))
-                    hasher.update(UnsafeRawBufferPointer(rebasing: z[0..<n]))
-                    left -= UInt64(n)
-                }
-            }
+            hasher.updateZeros(count)
             length += count
             if staged == nil && UInt64(buffer.count) + count <= UInt64(Writer.memoryLimit) {
                 buffer.append(contentsOf: repeatElement(0, count: Int(count)))
@@ -73,7 +66,7 @@ extension ObjectStore {
             precondition(!finished, "ObjectStore.Writer.finish called twice")
             finished = true
             let digest = hasher.finalize()
-            guard var s = staged else {
+            guard let s = staged else {
                 // Never spilled: the bytes are all in memory.
                 defer { buffer = [] }
                 try withBytes(buffer) { (b: UnsafeRawBufferPointer) throws(Error) in try store.insertOnce(contents: b, digest: digest) }
@@ -85,21 +78,14 @@ extension ObjectStore {
                 return digest
             }
             staged = nil
-            do throws(Error) {
-                // A trailing hole: the file must still have its full length.
-                if endsInHole {
-                    do { try s.fd.truncate(to: Int(length)) } catch {
-                        throw .store(path: store.path, operation: .writing, errno: error)
-                    }
+            // A trailing hole: the file must still have its full length.
+            if endsInHole {
+                do { try s.fd.truncate(to: Int(length)) } catch {
+                    store.discard(s)
+                    throw .store(path: store.path, operation: .writing, errno: error)
                 }
-                try store.setObjectMode(s)
-                try store.enableVerity(&s)
-            } catch {
-                store.discard(s)
-                throw error
             }
-            s.name = FilePath(bytes: name)
-            try store.stage(s, size: length)
+            try store.stage(s, as: name, size: length)
             return digest
         }
 
@@ -142,25 +128,11 @@ extension ObjectStore {
     public func insertOnce(contents: UnsafeRawBufferPointer, digest: [UInt8]) throws(Error) {
         let name = FsVerity.objectPath(digest)
         guard try claim(name, digest) else { return }
-        var staged = try createTemporary(fanOut: digest[0])
-        do throws(Error) {
-            if !contents.isEmpty {
-                do { try staged.fd.writeAll(contents) } catch { throw .store(path: path, operation: .writing, errno: error) }
-            }
-            try setObjectMode(staged)
-            try enableVerity(&staged)
-        } catch {
-            discard(staged)
-            throw error
-        }
-        staged.name = FilePath(bytes: name)
-        try stage(staged, size: UInt64(contents.count))
+        try stage(contents, as: name, fanOut: digest[0])
     }
 
     /// A writer for one object; `hasher` is reset and reused (one per thread).
     public func makeWriter(hasher: FsVerity.Hasher = FsVerity.Hasher()) -> Writer {
         Writer(store: self, hasher: hasher)
     }
-
-    static let zeros = [UInt8](repeating: 0, count: 1 << 16)
 }

@@ -95,7 +95,7 @@ final class ObjectPipeline: @unchecked Sendable {
         remaining -= min(remaining, count)
         try flush()
         enqueue { p throws(ObjectStore.Error) in
-            if let w = p.writer { try w.writeZeros(count) } else { TarLayer.hashZeros(p.hasher, count) }
+            if let w = p.writer { try w.writeZeros(count) } else { p.hasher.updateZeros(count) }
         }
     }
 

@@ -365,17 +365,6 @@ public final class TarLayer {
         do { return try reader.nextBlock() } catch { throw .tar(error) }
     }
 
-    static func hashZeros(_ hasher: FsVerity.Hasher, _ count: UInt64) {
-        var left = count
-        ObjectStore.zeros.withUnsafeBytes { z in
-            while left > 0 {
-                let n = Int(min(left, UInt64(z.count)))
-                hasher.update(UnsafeRawBufferPointer(rebasing: z[0..<n]))
-                left -= UInt64(n)
-            }
-        }
-    }
-
     /// A separate inode with everything of `node` (a hard link in a scan).
     static func copy(_ node: Node, name: [UInt8]) -> Node {
         let n = Node(name: name, mode: node.mode)

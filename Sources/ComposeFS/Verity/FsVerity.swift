@@ -143,6 +143,20 @@ public enum FsVerity {
             bytes.withUnsafeBytes { update($0) }
         }
 
+        /// `count` zero bytes (a hole of a sparse file).
+        public func updateZeros(_ count: UInt64) {
+            var left = count
+            Hasher.zeros.withUnsafeBytes { z in
+                while left > 0 {
+                    let n = Int(Swift.min(left, UInt64(z.count)))
+                    update(UnsafeRawBufferPointer(rebasing: z[0..<n]))
+                    left -= UInt64(n)
+                }
+            }
+        }
+
+        private static let zeros = [UInt8](repeating: 0, count: 1 << 16)
+
         /// SHA-256 of one 4096-byte block, appended to `level`.
         private func hash(_ data: UnsafeRawPointer, into level: Int) {
             precondition(level < Hasher.maxLevels)
