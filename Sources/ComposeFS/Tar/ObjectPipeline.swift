@@ -3,9 +3,11 @@ import Dispatch
 /// Digests (and store writes) of a layer's files on other threads while
 /// the reader goes on: libarchive parses and decompresses on one core,
 /// hashing and the store's system calls (several per object) run beside
-/// it. A layer is still read once, in order. A file that fits one chunk is
-/// one job, and such jobs run concurrently; a larger or sparse one goes
-/// through as copied chunks, in order, on one serial queue.
+/// it. A layer is still read once, in order. Files that fit one chunk go
+/// out in batches (up to `batchFiles` files or `batchLimit` bytes, one
+/// hand-over and wake-up each), and batches run concurrently; a larger or
+/// sparse file goes through as copied chunks, in order, on one serial
+/// queue.
 ///
 /// The tree never depends on it: a file's digest and object path are set
 /// when its last chunk is done, and `wait` ends every job (the layer waits
@@ -17,8 +19,8 @@ final class ObjectPipeline: @unchecked Sendable {
     private let jobs = DispatchGroup()
     /// Hashers of the concurrent jobs, reused.
     private let hashers = Locked<[FsVerity.Hasher]>([])
-    /// Chunks in flight: bounds memory (at most this many chunks of up to
-    /// `chunkSize`), and lets the reader run ahead of the writer.
+    /// Chunks and batches in flight: bounds memory (at most this many of up
+    /// to `chunkSize` bytes), and lets the reader run ahead of the writer.
     private let slots = DispatchSemaphore(value: 16)
     static let chunkSize = 1 << 20
     private let store: ObjectStore?
@@ -116,38 +118,59 @@ final class ObjectPipeline: @unchecked Sendable {
     /// Whether `node`'s digest may still be on its way.
     func isPending(_ node: Node) -> Bool { inFlight.contains(ObjectIdentifier(node)) }
 
-    /// A file held in one chunk: hashed and stored by one concurrent job.
+    /// Files held in one chunk each, waiting to go out as one job.
+    private var batch: [(node: UncheckedSendable<Node>, entry: [UInt8], data: [UInt8])] = []
+    private var batchBytes = 0
+    /// A job takes up to this many small files (or bytes): one hand-over
+    /// and one wake-up per batch, not per file.
+    static let batchFiles = 32
+    static let batchLimit = 1 << 20
+
+    /// A file held in one chunk: hashed and stored by a concurrent job,
+    /// with other small files.
     private func submitWhole(_ target: UncheckedSendable<Node>) throws(TarLayer.Error) {
         try check()
-        let data = UncheckedSendable(chunk)
-        let entry = current
+        batchBytes += chunk.count
+        batch.append((target, current, chunk))
         chunk = []
+        if batch.count >= Self.batchFiles || batchBytes >= Self.batchLimit { submitBatch() }
+    }
+
+    /// Sends the waiting small files to the concurrent queue.
+    private func submitBatch() {
+        guard !batch.isEmpty else { return }
+        let files = UncheckedSendable(batch)
+        batch = []
+        batchBytes = 0
         slots.wait()
         whole.async(group: jobs) { [self] in
             defer { slots.signal() }
-            guard state.withLock({ $0.failure == nil && !$0.stopped }) else { return }
             let h = hashers.withLock { $0.popLast() } ?? FsVerity.Hasher()
             defer { hashers.withLock { $0.append(h) } }
-            var failed: ObjectStore.Error? = nil
-            var digest: [UInt8] = []
-            data.value.withUnsafeBytes { raw in
-                h.reset()
-                h.update(raw)
-                digest = h.finalize()
-                do throws(ObjectStore.Error) { try store?.insertOnce(contents: raw, digest: digest) } catch { failed = error }
+            for file in files.value {
+                guard state.withLock({ $0.failure == nil && !$0.stopped }) else { return }
+                var failed: ObjectStore.Error? = nil
+                var digest: [UInt8] = []
+                file.data.withUnsafeBytes { raw in
+                    h.reset()
+                    h.update(raw)
+                    digest = h.finalize()
+                    do throws(ObjectStore.Error) { try store?.insertOnce(contents: raw, digest: digest) } catch { failed = error }
+                }
+                if let failed {
+                    let e = TarLayer.Error.store(source: source, path: file.entry, failed)
+                    state.withLock { if $0.failure == nil { $0.failure = e } }
+                    return
+                }
+                file.node.value.digest = digest
+                file.node.value.payload = FsVerity.objectPath(digest)
             }
-            if let failed {
-                let e = TarLayer.Error.store(source: source, path: entry, failed)
-                state.withLock { if $0.failure == nil { $0.failure = e } }
-                return
-            }
-            target.value.digest = digest
-            target.value.payload = FsVerity.objectPath(digest)
         }
     }
 
     /// Every job done; the first failure, if any.
     func wait() throws(TarLayer.Error) {
+        submitBatch()
         jobs.wait()
         inFlight.removeAll()
         try check()
@@ -156,6 +179,7 @@ final class ObjectPipeline: @unchecked Sendable {
     /// Ends every job after a failure elsewhere (nothing is staged after it).
     func drain() {
         state.withLock { $0.stopped = true }
+        batch = []
         jobs.wait()
         writer?.discard()
         writer = nil
