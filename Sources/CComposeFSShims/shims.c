@@ -49,6 +49,10 @@ long cfs_copy_file_range(int src, int dst, size_t length) {
     return (long)copy_file_range(src, NULL, dst, NULL, length, 0);
 }
 
+int cfs_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE);
+}
+
 int cfs_syncfs(int fd) {
     return syncfs(fd);
 }

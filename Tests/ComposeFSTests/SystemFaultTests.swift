@@ -131,12 +131,18 @@ import Testing
         #expect(objects.isEmpty, "objects published without a sync: \(objects)")
     }
 
-    @Test func failedLinkIsAnError() throws {
+    /// Publishing fails: on a new store the move of a staged fan-out
+    /// directory (a rename), on a store that has its fan-out directories
+    /// the link of an anonymous object file.
+    @Test(arguments: [SystemCall.rename, .link]) func failedPublishIsAnError(_ kind: SystemCall) throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let src = try Self.makeTree(dir, count: 3)
         let store = dir.file("objects")
-        _ = Self.inject(.link, under: dir, sticky: true, errno: .noSpace)
+        if kind == .link {
+            for i in 0..<256 { try FileManager.default.createDirectory(atPath: store + "/" + [UInt8(i)].hexString, withIntermediateDirectories: true) }
+        }
+        _ = Self.inject(kind, under: dir, sticky: true, errno: .noSpace)
         defer { SystemFaults.clear() }
         let failure: DirectoryScanner.Error?
         do { _ = try Self.scan(src, store: store); failure = nil } catch { failure = error }
@@ -148,6 +154,8 @@ import Testing
         #expect(path.description.hasPrefix(store + "/"))
         try FaultInjectionTests.expectStoreCorrect(store)
         #expect(Self.temporaries(in: store).isEmpty)
+        let objects = try FileManager.default.subpathsOfDirectory(atPath: store).filter { $0.count == 65 }
+        #expect(objects.isEmpty, "nothing published: \(objects)")
     }
 
     /// The image: a full disk half way, then a failed rename. Neither

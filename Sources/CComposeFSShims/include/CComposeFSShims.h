@@ -20,6 +20,10 @@ int cfs_ficlone(int dst, int src);
 /// copy_file_range(2) from the current offsets. Bytes copied or -1 with errno.
 long cfs_copy_file_range(int src, int dst, size_t length);
 
+/// renameat2(2) with RENAME_NOREPLACE: EEXIST when `newpath` exists.
+/// 0 or -1 with errno (EINVAL where the filesystem cannot do it).
+int cfs_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
 /// syncfs(2): flush the filesystem holding `fd`. 0 or -1 with errno.
 int cfs_syncfs(int fd);
 

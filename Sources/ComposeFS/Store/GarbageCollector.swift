@@ -64,16 +64,9 @@ extension StoreMaintenance {
         return result
     }
 
-    /// Temporary files no live writer holds (their writers lock them).
+    /// Temporary files and staging areas no live writer holds (their
+    /// writers lock them).
     static func removeAbandoned(_ temporaries: [FilePath], in store: ObjectStore) -> Int {
-        var removed = 0
-        for name in temporaries {
-            guard let fd = try? FileDescriptor.open(name, O_RDONLY | O_NOFOLLOW, relativeTo: store.directory) else { continue }
-            defer { fd.close() }
-            if (try? fd.lock(exclusive: true, wait: false)) != nil, (try? store.directory.unlink(name)) != nil {
-                removed += 1
-            }
-        }
-        return removed
+        temporaries.filter { store.removeIfAbandoned($0) }.count
     }
 }

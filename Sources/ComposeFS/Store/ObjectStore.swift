@@ -7,14 +7,16 @@ import Synchronization
 ///
 /// Opened for reading (`init(readingAt:)`: nothing is created, changed or
 /// removed) or for adding objects (`init(path:)`). Crash safety of
-/// additions: an object is written to an anonymous file in the store
-/// (`O_TMPFILE`, or a named `.tmp-*` file where the filesystem lacks it),
+/// additions: an object is written where the store's namespace does not
+/// show it (an anonymous file in its fan-out directory, `O_TMPFILE`, or a
+/// named `.tmp-*` file where the filesystem lacks it; in a staging area
+/// when the store has no such fan-out directory yet, see `StagingArea`),
 /// its contents are checked against the digest, and it gets its final name
 /// only after its data is durable. Durability is batched: one `syncfs`
-/// covers a batch of objects before they are linked in, and one more makes
-/// the new names durable, instead of an `fsync` per object. Objects already
-/// present are not copied again; concurrent writers of the same object are
-/// harmless (the first link wins, the content is the same).
+/// covers a batch of objects before they are linked (or moved) in, and one
+/// more makes the new names durable, instead of an `fsync` per object.
+/// Objects already present are not copied again; concurrent writers of the
+/// same object are harmless (the first name wins, the content is the same).
 public final class ObjectStore: @unchecked Sendable {
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
         case store(path: FilePath, operation: Operation, errno: Errno)
@@ -55,13 +57,24 @@ public final class ObjectStore: @unchecked Sendable {
     /// A writer's shared store lock, held while this object lives (and
     /// while anyone keeps it).
     public let lock: Lock?
-    /// Objects staged but not yet linked, and their bytes.
-    private let pending = Locked<(objects: [Staged], bytes: UInt64)>(([], 0))
+    /// Objects staged but not yet published, and their bytes: anonymous
+    /// files (each holds its descriptor) and files in staging areas.
+    private let pending = Locked<Pending>(Pending())
+    struct Pending {
+        var objects: [Staged] = []
+        var inAreas: [(area: StagingArea, name: FilePath)] = []
+        var bytes: UInt64 = 0
+    }
     /// Serialises batch commits (staging goes on meanwhile).
     private let committing = Locked<Void>(())
-    private let knownDirs = Locked<Set<UInt8>>([])
-    /// Fan-out directories this run created: they held no object before it
-    /// (one a concurrent run adds meanwhile shows as EEXIST when linking).
+    /// Fan-out directories the store has, and ones it had not when looked
+    /// for (their objects go to a staging area).
+    let fanOutState = Locked<(present: Set<UInt8>, absent: Set<UInt8>)>(([], []))
+    /// The staging area new objects of absent fan-out directories go to.
+    let areaState = Locked<StagingArea?>(nil)
+    /// Fan-out directories this run put in the store: they held no object
+    /// before it (one a concurrent run adds meanwhile shows as EEXIST when
+    /// linking).
     let createdDirs = Locked<Set<UInt8>>([])
     /// Objects a `Writer` or `insertOnce` claimed in this run.
     let written = Locked<Set<[UInt8]>>([])
@@ -97,6 +110,9 @@ public final class ObjectStore: @unchecked Sendable {
         /// Whether the file still needs `fchmod` to 0644 (a named
         /// temporary file is made 0600; an anonymous one 0644 minus umask).
         var needsMode = true
+        /// Set for a file in a staging area, at `name` there (this run is
+        /// one of the area's writers until the file is staged or dropped).
+        var area: StagingArea? = nil
     }
 
     /// Whether the process's umask takes bits off 0644 (from
@@ -157,18 +173,16 @@ public final class ObjectStore: @unchecked Sendable {
     }
 
     /// Named temporary files (the fallback for filesystems without
-    /// O_TMPFILE) carry a shared lock while their run is alive; one that can
-    /// be locked exclusively was left by a run that died, and is removed.
+    /// O_TMPFILE) and staging areas carry a shared lock while their run is
+    /// alive; one that can be locked exclusively was left by a run that
+    /// died, and is removed.
     private func removeAbandonedTemporaries() {
         guard let fd = try? directory.duplicate(), var entries = try? DirectoryStream(fd) else { return }
-        let prefix = Array(".tmp-".utf8)
+        var names: [FilePath] = []
         while let entry = try? entries.next() {
-            let name = FilePath(bytes: Array(entry))
-            guard hasPrefix(name.bytes, prefix),
-                  let t = try? FileDescriptor.open(name, O_RDONLY | O_NOFOLLOW, relativeTo: directory) else { continue }
-            defer { t.close() }
-            if (try? t.lock(exclusive: true, wait: false)) != nil { try? directory.unlink(name) }
+            if hasPrefix(Array(entry), Self.temporaryPrefix) { names.append(FilePath(bytes: Array(entry))) }
         }
+        for name in names { _ = removeIfAbandoned(name) }
     }
 
     deinit {
@@ -211,8 +225,7 @@ public final class ObjectStore: @unchecked Sendable {
                        scratch: UnsafeMutableRawBufferPointer, hasher: FsVerity.Hasher = FsVerity.Hasher()) throws(Error) {
         let name = FsVerity.objectPath(digest)
         if try contains(name) { return }
-        try ensureDirectory(digest[0])
-        let staged = try createTemporary(fanOut: digest[0])
+        let staged = try createObjectFile(name, fanOut: digest[0])
         do throws(Error) {
             try copy(from: source, to: staged.fd, size: size, sourcePath: sourcePath, scratch: scratch)
             // Verify what will be published: the object must hash to its name.
@@ -236,13 +249,12 @@ public final class ObjectStore: @unchecked Sendable {
     public func insert(contents: UnsafeRawBufferPointer, digest: [UInt8]) throws(Error) {
         let name = FsVerity.objectPath(digest)
         if try contains(name) { return }
-        try ensureDirectory(digest[0])
         try stage(contents, as: name, fanOut: digest[0])
     }
 
-    /// Writes `contents` to a new temporary file and stages it as `name`.
+    /// Writes `contents` to a new file and stages it as `name`.
     func stage(_ contents: UnsafeRawBufferPointer, as name: [UInt8], fanOut: UInt8) throws(Error) {
-        let staged = try createTemporary(fanOut: fanOut)
+        let staged = try createObjectFile(name, fanOut: fanOut)
         do { try staged.fd.writeAll(contents) } catch {
             discard(staged)
             throw .store(path: path, operation: .writing, errno: error)
@@ -266,14 +278,17 @@ public final class ObjectStore: @unchecked Sendable {
         try stage(s, size: size)
     }
 
-    /// Queues a complete object for the next durability batch.
+    /// Queues a complete object for the next durability batch. A file in
+    /// a staging area is closed (it needs no descriptor to be published).
     func stage(_ staged: Staged, size: UInt64) throws(Error) {
+        if staged.area != nil { staged.fd.close() }
         let (full, early) = pending.withLock { p -> (Bool, Bool) in
-            p.objects.append(staged)
+            if let area = staged.area { p.inAreas.append((area, staged.name)) } else { p.objects.append(staged) }
             p.bytes += size
             let early = p.bytes / Self.writebackStep != (p.bytes - size) / Self.writebackStep
             return (p.objects.count >= batchObjects || p.bytes >= Self.batchBytes, early)
         }
+        staged.area?.writers.leave()   // before a commit, which waits for the area's writers
         if full { try commit() } else if early { startWriteback() }
     }
 
@@ -295,17 +310,32 @@ public final class ObjectStore: @unchecked Sendable {
     /// Makes every staged object durable and visible under its final name.
     public func commit() throws(Error) {
         try committing.withLock { _ throws(Error) in
-            let batch = pending.withLock { p -> [Staged] in
-                let b = p.objects
-                p = ([], 0)
-                return b
+            // Objects staged from here on go to a new area, and the next batch.
+            let area = takeArea()
+            let (batch, inArea) = pending.withLock { p -> ([Staged], [FilePath]) in
+                let mine = p.inAreas.filter { $0.area === area }.map(\.name)
+                p.inAreas.removeAll { $0.area === area }
+                defer { p.objects = [] }
+                p.bytes = 0
+                return (p.objects, mine)
             }
-            guard !batch.isEmpty else { return }
+            guard !batch.isEmpty || !inArea.isEmpty else {
+                area?.remove(from: self)
+                return
+            }
             var failure: Error? = nil
             // 1. Data durable before any name appears.
             do throws(Errno) { try directory.syncFilesystem() } catch { failure = .store(path: path, operation: .syncing, errno: error) }
-            // 2. Names, on every CPU (each is a directory update of its
+            // 2. Names: the area's fan-out directories, then each
+            // anonymous file on every CPU (each is a directory update of its
             // own; closing the files goes along).
+            if let area {
+                if failure == nil {
+                    do throws(Error) { try publish(area, objects: inArea) } catch { failure = error }
+                } else {
+                    area.remove(from: self)
+                }
+            }
             let linkFailure = Locked<Error?>(nil)
             let staged = UncheckedSendable(batch)
             let linking = failure == nil
@@ -329,37 +359,42 @@ public final class ObjectStore: @unchecked Sendable {
     /// committed. Published objects are never removed: a concurrent run
     /// may already use them.
     public func discardPending(keeping keep: Set<[UInt8]>) {
-        let dropped = pending.withLock { p -> [Staged] in
+        let (dropped, droppedInAreas) = pending.withLock { p in
             let dropped = p.objects.filter { !keep.contains($0.name.bytes) }
             p.objects.removeAll { !keep.contains($0.name.bytes) }
-            return dropped
+            let inAreas = p.inAreas.filter { !keep.contains($0.name.bytes) }
+            p.inAreas.removeAll { !keep.contains($0.name.bytes) }
+            return (dropped, inAreas)
         }
         for s in dropped { discard(s) }
+        for f in droppedInAreas { try? f.area.fd.unlink(f.name) }
     }
 
-    /// Drops staged objects without publishing them (after a failure).
+    /// Drops staged objects without publishing them (after a failure), and
+    /// the staging area.
     public func discardPending() {
-        let batch = pending.withLock { p -> [Staged] in
-            let b = p.objects
-            p = ([], 0)
-            return b
+        let (batch, inAreas) = pending.withLock { p in
+            defer { p = Pending() }
+            return (p.objects, p.inAreas)
         }
         for s in batch { discard(s) }
+        for f in inAreas { try? f.area.fd.unlink(f.name) }
+        areaState.withLock { current in
+            current?.remove(from: self)
+            current = nil
+        }
     }
 
     // MARK: Internals
 
-    func ensureDirectory(_ first: UInt8) throws(Error) {
-        guard isWritable else { throw .store(path: path, operation: .writing, errno: .badFileDescriptor) }
-        if knownDirs.withLock({ $0.contains(first) }) { return }
-        let name = FilePath(bytes: Array([first].hexString.utf8))
-        do {
-            try directory.makeDirectory(name, mode: 0o755)
-            createdDirs.withLock { _ = $0.insert(first) }
-        } catch where error != .fileExists {
-            throw .store(path: path.appending(name.bytes), operation: .creating, errno: error)
-        } catch {}
-        knownDirs.withLock { _ = $0.insert(first) }
+    /// A new file for the object `name` (`xx/yyyy…`): an anonymous one in
+    /// the store's fan-out directory `first`, or one named `name` in the
+    /// staging area when the store has no such directory yet.
+    func createObjectFile(_ name: [UInt8], fanOut first: UInt8) throws(Error) -> Staged {
+        switch try placement(first) {
+        case .store: try createTemporary(fanOut: first)
+        case .area: try createInArea(name, fanOut: first)
+        }
     }
 
     /// An anonymous file for a new object: in its fan-out directory when
@@ -397,6 +432,12 @@ public final class ObjectStore: @unchecked Sendable {
     }
 
     func discard(_ s: Staged) {
+        if let area = s.area {
+            try? area.fd.unlink(s.name)
+            s.fd.close()
+            area.writers.leave()
+            return
+        }
         if let t = s.tempName { try? directory.unlink(t) }
         s.fd.close()
     }

@@ -66,7 +66,7 @@ extension ObjectStore {
             precondition(!finished, "ObjectStore.Writer.finish called twice")
             finished = true
             let digest = hasher.finalize()
-            guard let s = staged else {
+            guard var s = staged else {
                 // Never spilled: the bytes are all in memory.
                 defer { buffer = [] }
                 try withBytes(buffer) { (b: UnsafeRawBufferPointer) throws(Error) in try store.insertOnce(contents: b, digest: digest) }
@@ -85,6 +85,9 @@ extension ObjectStore {
                     throw .store(path: store.path, operation: .writing, errno: error)
                 }
             }
+            // Written before its name was known: into the staging area now
+            // if that is where its fan-out directory is.
+            if try store.placement(digest[0]) == .area { s = try store.moveToArea(s, as: name, fanOut: digest[0]) }
             try store.stage(s, as: name, size: length)
             return digest
         }
@@ -114,12 +117,12 @@ extension ObjectStore {
 
     /// Whether this run should write the object `name`: not yet written by
     /// it (the first claim wins), and not already in the store. In a
-    /// fan-out directory this run made no object can be there yet, so no
-    /// lookup is needed (one a concurrent run adds shows when linking).
+    /// fan-out directory the store lacked, or that this run made, no object
+    /// can be there yet, so no lookup is needed (one a concurrent run adds
+    /// shows when publishing).
     func claim(_ name: [UInt8], _ digest: [UInt8]) throws(Error) -> Bool {
         guard written.withLock({ $0.insert(name).inserted }) else { return false }
-        try ensureDirectory(digest[0])
-        if createdDirs.withLock({ $0.contains(digest[0]) }) { return true }
+        if try placement(digest[0]) == .area || createdDirs.withLock({ $0.contains(digest[0]) }) { return true }
         return try !contains(name)
     }
 

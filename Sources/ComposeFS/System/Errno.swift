@@ -36,4 +36,5 @@ public struct Errno: Swift.Error, Hashable, Sendable, CustomStringConvertible {
     public static let resourceBusy = Errno(EBUSY)
     public static let illegalSequence = Errno(EILSEQ)
     public static let wouldBlock = Errno(EWOULDBLOCK)
+    public static let directoryNotEmpty = Errno(ENOTEMPTY)
 }

@@ -179,6 +179,29 @@ public struct FileDescriptor: Hashable, Sendable {
         }
     }
 
+    /// Renames `from` in this directory to `to` in `directory`, failing
+    /// with EEXIST instead of replacing what is there (EINVAL where the
+    /// filesystem cannot promise that).
+    public func renameNoReplace(_ from: FilePath, to: FilePath, in directory: FileDescriptor) throws(Errno) {
+        try SystemFaults.check(.rename, to, directory)
+        _ = try from.withCString { (f: UnsafePointer<CChar>) throws(Errno) in
+            try to.withCString { (t: UnsafePointer<CChar>) throws(Errno) in
+                try Self.retrying { cfs_rename_noreplace(rawValue, f, directory.rawValue, t) }
+            }
+        }
+    }
+
+    /// A second name, `to` in `directory`, for the file `from` in this
+    /// directory (EEXIST when `to` exists).
+    public func link(_ from: FilePath, to: FilePath, in directory: FileDescriptor) throws(Errno) {
+        try SystemFaults.check(.link, to, directory)
+        _ = try from.withCString { (f: UnsafePointer<CChar>) throws(Errno) in
+            try to.withCString { (t: UnsafePointer<CChar>) throws(Errno) in
+                try Self.retrying { linkat(rawValue, f, directory.rawValue, t, 0) }
+            }
+        }
+    }
+
     /// Gives this open file (an anonymous `O_TMPFILE` one, say) the name
     /// `name` in `directory`.
     public func link(as name: FilePath, in directory: FileDescriptor?) throws(Errno) {
