@@ -65,8 +65,8 @@ public final class ObjectStore: @unchecked Sendable {
         var inAreas: [(area: StagingArea, name: FilePath)] = []
         var bytes: UInt64 = 0
     }
-    /// Serialises batch commits (staging goes on meanwhile).
-    private let committing = Locked<Void>(())
+    /// Serialises batch commits (staging goes on meanwhile); counts them.
+    private let committing = Locked<Int>(0)
     /// Fan-out directories the store has, and ones it had not when looked
     /// for (their objects go to a staging area).
     let fanOutState = Locked<(present: Set<UInt8>, absent: Set<UInt8>)>(([], []))
@@ -309,7 +309,8 @@ public final class ObjectStore: @unchecked Sendable {
 
     /// Makes every staged object durable and visible under its final name.
     public func commit() throws(Error) {
-        try committing.withLock { _ throws(Error) in
+        try committing.withLock { commits throws(Error) in
+            commits += 1
             // Objects staged from here on go to a new area, and the next batch.
             let area = takeArea()
             let (batch, inArea) = pending.withLock { p -> ([Staged], [FilePath]) in

@@ -24,9 +24,8 @@ extension ObjectStore {
     final class StagingArea: @unchecked Sendable {
         let name: FilePath
         let fd: FileDescriptor
-        /// The fan-out directories made in the area (under `lock`).
-        private(set) var fanOuts: Set<UInt8> = []
-        private let lock = Locked<Void>(())
+        /// The fan-out directories made in the area.
+        private let fanOuts = Locked<Set<UInt8>>([])
         let writers = DispatchGroup()
 
         private init(name: FilePath, fd: FileDescriptor) {
@@ -66,21 +65,21 @@ extension ObjectStore {
 
         /// Makes the fan-out directory `first` in the area, if needed.
         func makeFanOut(_ first: UInt8, store: ObjectStore) throws(Error) {
-            try lock.withLock { _ throws(Error) in
-                guard !fanOuts.contains(first) else { return }
+            try fanOuts.withLock { made throws(Error) in
+                guard !made.contains(first) else { return }
                 let hex = FilePath(bytes: Array([first].hexString.utf8))
                 do throws(Errno) { try fd.makeDirectory(hex, mode: 0o755) } catch where error != .fileExists {
                     throw .store(path: store.path.appending(name.bytes + [UInt8(ascii: "/")] + hex.bytes),
                                  operation: .creating, errno: error)
                 } catch {}
-                fanOuts.insert(first)
+                made.insert(first)
             }
         }
 
         /// Removes what is left of the area (best effort; a run that fails
         /// to leaves it to the next writer or collection).
         func remove(from store: ObjectStore) {
-            for first in lock.withLock({ _ in fanOuts }) {
+            for first in fanOuts.withLock({ $0 }) {
                 Self.empty(FilePath(bytes: Array([first].hexString.utf8)), in: fd)
             }
             try? store.directory.unlink(name, directory: true)
