@@ -567,4 +567,23 @@ final class RunningTool {
         #expect(try Self.topLevel(root) == [".tmp-livearea0000", ".tmp-livefile0000"])
         #expect(try ScanFS.readFile("\(root)/.tmp-livearea0000/5e/\(object)") == [1, 2, 3])
     }
+
+    /// A fan-out directory that is a symbolic link (or a file) is never
+    /// written through; a temporary's name on a FIFO is never opened.
+    @Test func nothingIsWrittenThroughAFanOutSymlink() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let root = dir.file("store")
+        try FileManager.default.createDirectory(atPath: dir.file("elsewhere"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        #expect(symlink(dir.file("elsewhere"), root + "/3c") == 0)
+        #expect(mkfifo(root + "/.tmp-fifo00000000", 0o644) == 0)
+        let store = try ObjectStore(path: FilePath(root))
+        #expect(throws: ObjectStore.Error.store(path: FilePath(root + "/3c"), operation: .checking, errno: .notDirectory)) {
+            _ = try Self.insert(Self.data(inFanOut: 0x3c, seed: 9), into: store)
+        }
+        try store.commit()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("elsewhere")).isEmpty)
+        #expect(try Self.topLevel(root) == [".tmp-fifo00000000", "3c"])
+    }
 }

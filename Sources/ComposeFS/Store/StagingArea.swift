@@ -106,7 +106,9 @@ extension ObjectStore {
     /// of the store was left by a run that died (no live writer holds its
     /// lock); if so it is removed. Nothing is followed.
     func removeIfAbandoned(_ name: FilePath) -> Bool {
-        guard let t = try? FileDescriptor.open(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, relativeTo: directory) else { return false }
+        // Only files and directories are opened (never a device or a FIFO).
+        guard let kind = try? directory.stat(name).st_mode & S_IFMT, kind == S_IFREG || kind == S_IFDIR,
+              let t = try? FileDescriptor.open(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, relativeTo: directory) else { return false }
         defer { t.close() }
         guard (try? t.lock(exclusive: true, wait: false)) != nil, let st = try? t.stat() else { return false }
         if (st.st_mode & S_IFMT) != S_IFDIR { return (try? directory.unlink(name)) != nil }
@@ -136,7 +138,9 @@ extension ObjectStore {
         let name = FilePath(bytes: Array([first].hexString.utf8))
         let where_: Placement
         do throws(Errno) {
-            _ = try directory.stat(name)
+            // Objects are never written through a symbolic link or into
+            // something else that holds the name.
+            guard (try directory.stat(name).st_mode & S_IFMT) == S_IFDIR else { throw Errno.notDirectory }
             where_ = .store
         } catch where error == .noSuchFileOrDirectory {
             where_ = .area
