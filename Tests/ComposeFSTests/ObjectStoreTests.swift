@@ -469,6 +469,15 @@ final class RunningTool {
         try FileManager.default.contentsOfDirectory(atPath: store).sorted()
     }
 
+    /// The store holds only correct objects (`count` of them, when given)
+    /// and nothing else.
+    static func expectClean(_ store: String, objects count: Int? = nil,
+                            sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let (objects, problems) = try StoreWalk.inspect(store)
+        if let count { #expect(objects.count == count, sourceLocation: sourceLocation) }
+        #expect(problems.isEmpty, "\(problems)", sourceLocation: sourceLocation)
+    }
+
     /// A new store: objects wait in a staging area (`.tmp-*`, where the
     /// store's namespace does not show them) and their fan-out directories
     /// move in whole at the commit.
@@ -486,9 +495,7 @@ final class RunningTool {
         try store.commit()
         #expect(try Self.topLevel(dir.file("store")) == ["3c", "a7"])
         for o in [a, b, c] { #expect(try store.contains(Array(o.utf8))) }
-        let (objects, problems) = try StoreWalk.inspect(dir.file("store"))
-        #expect(objects.count == 3)
-        #expect(problems.isEmpty, "\(problems)")
+        try Self.expectClean(dir.file("store"), objects: 3)
     }
 
     /// Another run makes a fan-out directory while this one stages into
@@ -512,9 +519,7 @@ final class RunningTool {
         #expect(lstat(dir.file("store/" + a), &st) == 0 && st.st_ino == theirs, "the first name wins")
         #expect(try ScanFS.readFile(dir.file("store/" + b)) == second)
         #expect(try Self.topLevel(dir.file("store")) == ["51"])
-        let (objects, problems) = try StoreWalk.inspect(dir.file("store"))
-        #expect(objects.count == 2)
-        #expect(problems.isEmpty, "\(problems)")
+        try Self.expectClean(dir.file("store"), objects: 2)
     }
 
     /// After a commit moved a fan-out directory in, later objects of it go
@@ -532,8 +537,7 @@ final class RunningTool {
         try store.commit()
         #expect(try Self.topLevel(dir.file("store")) == ["07", "ee"])
         for o in [a, b, c] { #expect(try store.contains(Array(o.utf8))) }
-        let (_, problems) = try StoreWalk.inspect(dir.file("store"))
-        #expect(problems.isEmpty, "\(problems)")
+        try Self.expectClean(dir.file("store"))
     }
 
     /// Temporaries of runs that died (a staging area with objects in it, a

@@ -67,15 +67,19 @@ public final class ObjectStore: @unchecked Sendable {
     }
     /// Serialises batch commits (staging goes on meanwhile); counts them.
     private let committing = Locked<Int>(0)
-    /// Fan-out directories the store has, and ones it had not when looked
-    /// for (their objects go to a staging area).
-    let fanOutState = Locked<(present: Set<UInt8>, absent: Set<UInt8>)>(([], []))
+    /// What this run knows of the store's fan-out directories.
+    let fanOuts = Locked<FanOuts>(FanOuts())
+    struct FanOuts {
+        /// In the store.
+        var present: Set<UInt8> = []
+        /// Not in the store when looked for: their objects go to a staging area.
+        var absent: Set<UInt8> = []
+        /// Put in the store by this run: they held no object before it (one
+        /// a concurrent run adds meanwhile shows as EEXIST when publishing).
+        var made: Set<UInt8> = []
+    }
     /// The staging area new objects of absent fan-out directories go to.
     let areaState = Locked<StagingArea?>(nil)
-    /// Fan-out directories this run put in the store: they held no object
-    /// before it (one a concurrent run adds meanwhile shows as EEXIST when
-    /// linking).
-    let createdDirs = Locked<Set<UInt8>>([])
     /// Objects a `Writer` or `insertOnce` claimed in this run.
     let written = Locked<Set<[UInt8]>>([])
     private let tmpfileWorks = Atomic<Bool>(true)
@@ -177,12 +181,9 @@ public final class ObjectStore: @unchecked Sendable {
     /// alive; one that can be locked exclusively was left by a run that
     /// died, and is removed.
     private func removeAbandonedTemporaries() {
-        guard let fd = try? directory.duplicate(), var entries = try? DirectoryStream(fd) else { return }
-        var names: [FilePath] = []
-        while let entry = try? entries.next() {
-            if hasPrefix(Array(entry), Self.temporaryPrefix) { names.append(FilePath(bytes: Array(entry))) }
+        for name in (try? Self.entries(of: directory, at: path)) ?? [] where hasPrefix(name, Self.temporaryPrefix) {
+            _ = removeIfAbandoned(FilePath(bytes: name))
         }
-        for name in names { _ = removeIfAbandoned(name) }
     }
 
     deinit {
@@ -404,7 +405,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// group), else in the store directory.
     func createTemporary(fanOut: UInt8? = nil) throws(Error) -> Staged {
         if tmpfileWorks.load(ordering: .relaxed) {
-            let at = fanOut.map { FilePath(bytes: Array([$0].hexString.utf8)) } ?? "."
+            let at = fanOut.map(Self.fanOutName) ?? "."
             do {
                 let t = try FileDescriptor.open(at, FileDescriptor.temporaryFile | O_RDWR, mode: 0o644, relativeTo: directory)
                 return Staged(fd: t, name: "", tempName: nil, needsMode: Self.umaskStripsObjectMode)

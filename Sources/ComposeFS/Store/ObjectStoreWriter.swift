@@ -122,7 +122,7 @@ extension ObjectStore {
     /// shows when publishing).
     func claim(_ name: [UInt8], _ digest: [UInt8]) throws(Error) -> Bool {
         guard written.withLock({ $0.insert(name).inserted }) else { return false }
-        if try placement(digest[0]) == .area || createdDirs.withLock({ $0.contains(digest[0]) }) { return true }
+        if try placement(digest[0]) == .area || fanOuts.withLock({ $0.made.contains(digest[0]) }) { return true }
         return try !contains(name)
     }
 

@@ -67,21 +67,23 @@ extension ObjectStore {
         func makeFanOut(_ first: UInt8, store: ObjectStore) throws(Error) {
             try fanOuts.withLock { made throws(Error) in
                 guard !made.contains(first) else { return }
-                let hex = FilePath(bytes: Array([first].hexString.utf8))
+                let hex = ObjectStore.fanOutName(first)
                 do throws(Errno) { try fd.makeDirectory(hex, mode: 0o755) } catch where error != .fileExists {
-                    throw .store(path: store.path.appending(name.bytes + [UInt8(ascii: "/")] + hex.bytes),
-                                 operation: .creating, errno: error)
+                    throw .store(path: shown(hex.bytes, in: store), operation: .creating, errno: error)
                 } catch {}
                 made.insert(first)
             }
         }
 
+        /// Where `relative` (`xx` or `xx/yyyy…` in the area) is, for messages.
+        func shown(_ relative: [UInt8], in store: ObjectStore) -> FilePath {
+            store.path.appending(name.bytes + [UInt8(ascii: "/")] + relative)
+        }
+
         /// Removes what is left of the area (best effort; a run that fails
         /// to leaves it to the next writer or collection).
         func remove(from store: ObjectStore) {
-            for first in fanOuts.withLock({ $0 }) {
-                Self.empty(FilePath(bytes: Array([first].hexString.utf8)), in: fd)
-            }
+            for first in fanOuts.withLock({ $0 }) { Self.empty(ObjectStore.fanOutName(first), in: fd) }
             try? store.directory.unlink(name, directory: true)
         }
 
@@ -93,13 +95,14 @@ extension ObjectStore {
                 return
             }
             defer { dir.close() }
-            if let listing = try? dir.duplicate(), var entries = try? DirectoryStream(listing) {
-                var names: [FilePath] = []
-                while let entry = try? entries.next() { names.append(FilePath(bytes: Array(entry))) }
-                for n in names { try? dir.unlink(n) }
-            }
+            for n in (try? ObjectStore.entries(of: dir, at: name)) ?? [] { try? dir.unlink(FilePath(bytes: n)) }
             try? parent.unlink(name, directory: true)
         }
+    }
+
+    /// `xx`, the name of the fan-out directory for digests starting with `first`.
+    static func fanOutName(_ first: UInt8) -> FilePath {
+        FilePath(bytes: Array([first].hexString.utf8))
     }
 
     /// Whether a writer's temporary `name` (a file or an area) at the top
@@ -113,11 +116,7 @@ extension ObjectStore {
         guard (try? t.lock(exclusive: true, wait: false)) != nil, let st = try? t.stat() else { return false }
         if (st.st_mode & S_IFMT) != S_IFDIR { return (try? directory.unlink(name)) != nil }
         // An area: fan-out directories of objects.
-        if let listing = try? t.duplicate(), var entries = try? DirectoryStream(listing) {
-            var names: [FilePath] = []
-            while let entry = try? entries.next() { names.append(FilePath(bytes: Array(entry))) }
-            for n in names { StagingArea.empty(n, in: t) }
-        }
+        for n in (try? Self.entries(of: t, at: name)) ?? [] { StagingArea.empty(FilePath(bytes: n), in: t) }
         return (try? directory.unlink(name, directory: true)) != nil
     }
 
@@ -129,13 +128,13 @@ extension ObjectStore {
     /// (until a commit moves the area's `first` in).
     func placement(_ first: UInt8) throws(Error) -> Placement {
         guard isWritable else { throw .store(path: path, operation: .writing, errno: .badFileDescriptor) }
-        let known = fanOutState.withLock { s -> Placement? in
+        let known = fanOuts.withLock { s -> Placement? in
             if s.present.contains(first) { return .store }
             if s.absent.contains(first) { return .area }
             return nil
         }
         if let known { return known }
-        let name = FilePath(bytes: Array([first].hexString.utf8))
+        let name = Self.fanOutName(first)
         let where_: Placement
         do throws(Errno) {
             // Objects are never written through a symbolic link or into
@@ -147,7 +146,7 @@ extension ObjectStore {
         } catch {
             throw .store(path: path.appending(name.bytes), operation: .checking, errno: error)
         }
-        fanOutState.withLock { s in
+        fanOuts.withLock { s in
             if where_ == .store { s.present.insert(first) } else { s.absent.insert(first) }
             return ()
         }
@@ -157,37 +156,46 @@ extension ObjectStore {
     /// A new file for the object `name` (`xx/yyyy…`) in the current area,
     /// counted as a writer of it until it is staged or discarded.
     func createInArea(_ name: [UInt8], fanOut first: UInt8) throws(Error) -> Staged {
-        let area = try currentArea(entering: true)
-        do throws(Error) {
-            try area.makeFanOut(first, store: self)
+        try asWriter(of: first) { area throws(Error) in
             let fd: FileDescriptor
-            do { fd = try .open(FilePath(bytes: name), O_RDWR | O_CREAT | O_EXCL, mode: 0o644, relativeTo: area.fd) } catch {
-                throw .store(path: path.appending(area.name.bytes + [UInt8(ascii: "/")] + name), operation: .creatingTemporary, errno: error)
+            do throws(Errno) { fd = try .open(FilePath(bytes: name), O_RDWR | O_CREAT | O_EXCL, mode: 0o644, relativeTo: area.fd) } catch {
+                throw .store(path: area.shown(name, in: self), operation: .creatingTemporary, errno: error)
             }
             return Staged(fd: fd, name: FilePath(bytes: name), tempName: nil, needsMode: Self.umaskStripsObjectMode, area: area)
-        } catch {
-            area.writers.leave()
-            throw error
         }
     }
 
     /// Gives a complete anonymous (or store-level temporary) file the name
     /// `name` in the current area, where its fan-out directory belongs
-    /// there; it is then an area file like the others.
+    /// there; it is then an area file like the others (on failure it is
+    /// dropped).
     func moveToArea(_ s: Staged, as name: [UInt8], fanOut first: UInt8) throws(Error) -> Staged {
+        do {
+            return try asWriter(of: first) { area throws(Error) in
+                let target = FilePath(bytes: name)
+                do throws(Errno) {
+                    if let t = s.tempName { try directory.rename(t, to: target, in: area.fd) } else { try s.fd.link(as: target, in: area.fd) }
+                } catch {
+                    throw .store(path: area.shown(name, in: self), operation: .linking, errno: error)
+                }
+                return Staged(fd: s.fd, name: target, tempName: nil, needsMode: s.needsMode, area: area)
+            }
+        } catch {
+            discard(s)
+            throw error
+        }
+    }
+
+    /// Runs `body` as a new writer of the current area, with its fan-out
+    /// directory `first` made; the writer stays counted only if `body`
+    /// returns (its file is then the caller's to stage or discard).
+    private func asWriter(of first: UInt8, _ body: (StagingArea) throws(Error) -> Staged) throws(Error) -> Staged {
         let area = try currentArea(entering: true)
         do throws(Error) {
             try area.makeFanOut(first, store: self)
-            let target = FilePath(bytes: name)
-            do throws(Errno) {
-                if let t = s.tempName { try directory.rename(t, to: target, in: area.fd) } else { try s.fd.link(as: target, in: area.fd) }
-            } catch {
-                throw .store(path: path.appending(area.name.bytes + [UInt8(ascii: "/")] + name), operation: .linking, errno: error)
-            }
-            return Staged(fd: s.fd, name: target, tempName: nil, needsMode: s.needsMode, area: area)
+            return try body(area)
         } catch {
             area.writers.leave()
-            discard(s)
             throw error
         }
     }
@@ -227,27 +235,27 @@ extension ObjectStore {
             byFanOut[id.digest[0], default: []].append(o)
         }
         for (first, names) in byFanOut.sorted(by: { $0.key < $1.key }) {
-            let hex = FilePath(bytes: Array([first].hexString.utf8))
+            let hex = Self.fanOutName(first)
+            let moved: Bool
             do throws(Errno) {
                 try area.fd.renameNoReplace(hex, to: hex, in: directory)
-                fanOutState.withLock { s in
-                    s.absent.remove(first)
-                    s.present.insert(first)
-                }
-                createdDirs.withLock { _ = $0.insert(first) }
-                continue
+                moved = true
             } catch where error == .fileExists || error == .directoryNotEmpty || error == .invalidArgument {
-                // Made meanwhile by another run, or no RENAME_NOREPLACE here.
+                moved = false   // made meanwhile by another run, or no RENAME_NOREPLACE here
             } catch {
                 throw .store(path: path.appending(hex.bytes), operation: .linking, errno: error)
             }
-            do throws(Errno) { try directory.makeDirectory(hex, mode: 0o755) } catch where error != .fileExists {
-                throw .store(path: path.appending(hex.bytes), operation: .creating, errno: error)
-            } catch {}
-            fanOutState.withLock { s in
+            if !moved {
+                do throws(Errno) { try directory.makeDirectory(hex, mode: 0o755) } catch where error != .fileExists {
+                    throw .store(path: path.appending(hex.bytes), operation: .creating, errno: error)
+                } catch {}
+            }
+            fanOuts.withLock { s in
                 s.absent.remove(first)
                 s.present.insert(first)
+                if moved { s.made.insert(first) }
             }
+            guard !moved else { continue }
             for name in names {
                 do throws(Errno) { try area.fd.link(name, to: name, in: directory) } catch where error == .fileExists {
                     _ = try contains(name.bytes)   // another writer's: it must be the object

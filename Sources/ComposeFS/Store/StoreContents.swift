@@ -88,7 +88,7 @@ extension ObjectStore {
     /// hold. Nothing is followed: a symlink anywhere is foreign.
     public func contents(sizes: Bool = false) throws(Error) -> Contents {
         var out = Contents()
-        var top = try entries(of: directory, at: path)
+        var top = try Self.entries(of: directory, at: path)
         top.sort { compareBytes($0, $1) < 0 }
         for e in top {
             let name = FilePath(bytes: e)
@@ -103,7 +103,7 @@ extension ObjectStore {
                 throw .store(path: path.appending(e), operation: .reading, errno: error)
             }
             defer { fan.close() }
-            for o in try entries(of: fan, at: path.appending(e)).sorted(by: { compareBytes($0, $1) < 0 }) {
+            for o in try Self.entries(of: fan, at: path.appending(e)).sorted(by: { compareBytes($0, $1) < 0 }) {
                 let rel = FilePath(bytes: e + [UInt8(ascii: "/")] + o)
                 if Self.isDamagedName(o) {
                     out.damaged.append(rel)
@@ -136,7 +136,7 @@ extension ObjectStore {
 
     /// The names in a directory, read through a descriptor of its own
     /// (`dir` may be an O_PATH one, and keeps its position).
-    func entries(of dir: FileDescriptor, at shown: FilePath) throws(Error) -> [[UInt8]] {
+    static func entries(of dir: FileDescriptor, at shown: FilePath) throws(Error) -> [[UInt8]] {
         var stream: DirectoryStream
         do { stream = try DirectoryStream(try .open(".", O_RDONLY | O_DIRECTORY, relativeTo: dir)) } catch {
             throw .store(path: shown, operation: .reading, errno: error)
