@@ -12,6 +12,7 @@
 #include <linux/loop.h>
 #include <sys/syscall.h>
 #include <sys/mount.h>
+#include <sys/vfs.h>
 
 int cfs_measure_verity(int fd, uint8_t *digest, size_t capacity, uint16_t *algorithm) {
     union {
@@ -63,6 +64,13 @@ int cfs_o_tmpfile(void) {
 
 int cfs_o_path(void) {
     return O_PATH;
+}
+
+long cfs_filesystem_type(int fd) {
+    struct statfs st;
+    if (fstatfs(fd, &st) != 0)
+        return -1;
+    return (long)st.f_type;
 }
 
 int cfs_affinity_cpu_count(void) {
@@ -167,4 +175,8 @@ int cfs_loop_configure(int loopfd, int filefd, const char *name) {
     if (name)
         strncpy((char *)config.info.lo_file_name, name, LO_NAME_SIZE - 1);
     return ioctl(loopfd, LOOP_CONFIGURE, &config);
+}
+
+int cfs_setns_mount(int nsfd) {
+    return setns(nsfd, CLONE_NEWNS);
 }

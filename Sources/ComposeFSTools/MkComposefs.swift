@@ -17,6 +17,9 @@ enum MkComposefs: Tool {
         static let skipXattrs = Arguments.Option.flag("skip-xattrs")
         static let userXattrs = Arguments.Option.flag("user-xattrs")
         static let minVersion = Arguments.Option.valued("min-version", "N")
+        /// What upstream's mkcomposefs(1) calls the base version
+        /// (`--version=N`); `--version` alone prints the program's version.
+        static let baseVersion = Arguments.Option.valued("version", "N")
         static let maxVersion = Arguments.Option.valued("max-version", "N")
         static let threads = Arguments.Option.valued("threads", "N")
         static let fromTar = Arguments.Option.valued("from-tar", "LAYER")
@@ -25,7 +28,7 @@ enum MkComposefs: Tool {
 
     static let options = [Flag.fromFile, Flag.digestStore, Flag.printDigest, Flag.printDigestOnly,
                           Flag.useEpoch, Flag.skipDevices, Flag.skipXattrs, Flag.userXattrs,
-                          Flag.minVersion, Flag.maxVersion, Flag.threads, Flag.fromTar, Flag.tarWhiteouts]
+                          Flag.minVersion, Flag.maxVersion, Flag.baseVersion, Flag.threads, Flag.fromTar, Flag.tarWhiteouts]
 
     static let usage = """
         usage: mkcomposefs [OPTIONS] SOURCE IMAGE
@@ -61,10 +64,11 @@ enum MkComposefs: Tool {
           --from-tar=LAYER      Read a tar layer (repeat for more layers, lowest first)
           --tar-whiteouts=MODE  oci (default): apply .wh. whiteouts across layers;
                                 overlay: make them overlay whiteouts (one layer)
-          --min-version=N       Lowest format version to write (default 0)
+          --min-version=N       Lowest format version to write (default 0; also --version=N)
           --max-version=N       Highest format version to write (default 1)
           --threads=N           Threads for digests and copies (default \(DirectoryScanner.defaultThreadCount))
           -h, --help            Show this help
+          --version             Show the version
 
         """
     }
@@ -127,7 +131,8 @@ enum MkComposefs: Tool {
     static func run(_ arguments: Arguments) throws(ToolFailure) {
         let printDigestOnly = arguments.has(Flag.printDigestOnly)
         let printDigest = printDigestOnly || arguments.has(Flag.printDigest)
-        var minV = try parseVersion(arguments.last(Flag.minVersion), "min")
+        let base = arguments.given.last { $0.option == Flag.minVersion || $0.option == Flag.baseVersion }
+        var minV = try parseVersion(base?.value, "min")
         var maxV = try parseVersion(arguments.last(Flag.maxVersion), "max")
         if minV == nil && maxV == nil {
             minV = 0
@@ -158,15 +163,19 @@ enum MkComposefs: Tool {
             guard paths.count == 2 else { throw failure("Too many arguments", usage: true) }
             image = paths[1]
         }
-        if image == "-" && isatty(1) != 0 {
-            throw failure("stdout is a tty.  Refusing to use it")
+        // The output is opened before the input is read, as upstream opens
+        // it: a path that cannot be written fails before any work.
+        var output: OutputFile? = nil
+        if let image {
+            if image == "-" && Terminal.isTerminal(1) { throw failure("stdout is a tty.  Refusing to use it") }
+            do { output = try OutputFile(image) } catch { throw failure("\(error)") }
         }
 
         // The store's shared lock is kept until the process ends, after the
         // image is in place (see ObjectStore.Lock).
         let (root, storeLock, commit) = try makeTree(source, layers: layers, arguments, threads: threadCount)
         defer { withExtendedLifetime(storeLock) {} }
-        try write(root, to: image, printDigest: printDigest,
+        try write(root, to: output, printDigest: printDigest,
                   versions: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0), after: commit)
     }
 
@@ -276,9 +285,11 @@ enum MkComposefs: Tool {
         do { try flattened.add(reader) } catch { throw failure("\(error)") }
     }
 
-    /// Streams the image to its file (or standard output, or nowhere),
-    /// hashing it on the way when the digest is asked for.
-    static func write(_ root: Node, to image: FilePath?, printDigest: Bool,
+    /// Streams the image to its output (or nowhere), hashing it on the way
+    /// when the digest is asked for. Nothing reaches an output written in
+    /// place (a pipe, a device, a descriptor's file) before the image is
+    /// whole and the objects it names are durable.
+    static func write(_ root: Node, to output: OutputFile?, printDigest: Bool,
                       versions: ImageWriter.Options, after commit: PendingCommit? = nil) throws(ToolFailure) {
         let prepared: ImageWriter.PreparedImage
         do {
@@ -287,37 +298,23 @@ enum MkComposefs: Tool {
             throw failure("cannot write file: \(error)")
         }
         let hasher = printDigest ? FsVerity.Hasher() : nil
-        if image == "-" { try commit?.wait() }
-        var file: FileIO.AtomicFile? = nil
-        do throws(FileIO.Error) {
-            if image == "-" {
-                try prepared.serialize { (chunk: [UInt8]) throws(FileIO.Error) in
-                    hasher?.update(chunk)
-                    try FileIO.write(.standardOutput, chunk, path: "<stdout>")
-                }
-            } else if let image {
-                let f = try FileIO.AtomicFile(path: image)
-                file = f
-                try prepared.serialize { (chunk: [UInt8]) throws(FileIO.Error) in
-                    hasher?.update(chunk)
-                    try f.write(chunk)
-                }
-            } else {
-                prepared.serialize { hasher?.update($0) }
+        if output?.target.isInPlace == true { try commit?.wait() }
+        do throws(OutputFile.Error) {
+            try prepared.serialize { (chunk: [UInt8]) throws(OutputFile.Error) in
+                hasher?.update(chunk)
+                try output?.write(chunk)
             }
         } catch {
-            throw failure("cannot write file: \(error)")
+            throw failure("\(error)")
         }
         // The image names objects: they are durable first.
         try commit?.wait()
-        if let file {
-            do { try file.commit() } catch { throw failure("cannot write file: \(error)") }
-        }
+        do { try output?.commit() } catch { throw failure("\(error)") }
         if let hasher {
             do {
-                try FileIO.write(.standardOutput, Array((hasher.finalize().hexString + "\n").utf8), path: "<stdout>")
+                try FileDescriptor.standardOutput.writeAll(Array((hasher.finalize().hexString + "\n").utf8))
             } catch {
-                throw failure("\(error)")
+                throw failure("cannot write to standard output: \(error)")
             }
         }
         // Done: exit here, with the tree and layout still referenced.

@@ -41,9 +41,9 @@ struct Output {
 
     mutating func flush() {
         do {
-            try FileIO.write(.standardOutput, buffer, path: "<stdout>")
+            try FileDescriptor.standardOutput.writeAll(buffer)
         } catch {
-            if error.errno != .brokenPipe { Terminal.error("\(tool): \(error.description)\n") }
+            if error != .brokenPipe { Terminal.error("\(tool): cannot write to standard output: \(error)\n") }
             Terminal.exit(1)
         }
         buffer.removeAll(keepingCapacity: true)

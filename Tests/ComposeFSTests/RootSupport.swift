@@ -25,3 +25,32 @@ enum Privilege {
         require(isRoot, "needs root (running as uid \(geteuid()))", sourceLocation: sourceLocation)
     }
 }
+
+/// A test (or suite) that needs something of the machine: where it is
+/// missing the test is skipped, visibly, with the reason; under CI=true it
+/// fails instead.
+struct Requirement: TestTrait, SuiteTrait {
+    let met: @Sendable () -> Bool
+    let why: String
+
+    struct Unmet: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    func prepare(for test: Test) async throws {
+        if met() { return }
+        if Privilege.inCI { throw Unmet(description: "cannot run under CI=true: \(why)") }
+        try Test.cancel("skipped: \(why)")
+    }
+}
+
+extension Trait where Self == Requirement {
+    /// Runs as root only.
+    static var root: Requirement {
+        Requirement(met: { Privilege.isRoot }, why: "needs root (running as uid \(geteuid()))")
+    }
+
+    static func requires(_ why: String, _ met: @escaping @Sendable () -> Bool) -> Requirement {
+        Requirement(met: met, why: why)
+    }
+}

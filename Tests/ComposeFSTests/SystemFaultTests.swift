@@ -168,17 +168,17 @@ import Testing
         _ = Self.inject(kind, under: dir, nth: 1, sticky: true, errno: kind == .rename ? .crossDevice : .noSpace)
         defer { SystemFaults.clear() }
         let prepared = try ImageWriter.prepare(root)
-        let failure: FileIO.Error?
-        do throws(FileIO.Error) {
-            let file = try FileIO.AtomicFile(path: out)
-            try prepared.serialize { (chunk: [UInt8]) throws(FileIO.Error) in try file.write(chunk) }
+        let failure: OutputFile.Error?
+        do throws(OutputFile.Error) {
+            let file = try OutputFile(out)
+            try prepared.serialize { (chunk: [UInt8]) throws(OutputFile.Error) in try file.write(chunk) }
             try file.commit()
             failure = nil
         } catch {
             failure = error
         }
         SystemFaults.clear()
-        #expect(failure == FileIO.Error(.write, out, kind == .rename ? .crossDevice : .noSpace))
+        #expect(failure == .write(path: out, errno: kind == .rename ? .crossDevice : .noSpace))
         let left = try dir.contents()
         #expect(left.isEmpty, "no image, no temporary file: \(left)")
     }

@@ -31,6 +31,9 @@ int cfs_syncfs(int fd);
 int cfs_o_tmpfile(void);
 int cfs_o_path(void);
 
+/// fstatfs(2)'s f_type of the filesystem holding `fd`, or -1 with errno.
+long cfs_filesystem_type(int fd);
+
 /// CPUs in this process's affinity mask (0 if unknown).
 int cfs_affinity_cpu_count(void);
 
@@ -45,6 +48,7 @@ int cfs_move_mount(int mntfd, const char *target);
 int cfs_mount_setattr_idmap(int mntfd, int usernsfd);
 int cfs_open_tree_clone(const char *path);
 int cfs_unshare_mount_namespace(void);
+int cfs_setns_mount(int nsfd);
 int cfs_make_mounts_private(const char *path);
 int cfs_mount_overlay_legacy(const char *source, const char *target, int readonly, int silent, const char *data);
 int cfs_loop_get_free(int controlfd);

@@ -65,7 +65,7 @@ public enum StoreMaintenance {
                 switch st.st_mode & S_IFMT {
                 case S_IFDIR:
                     pending.append(path)
-                case S_IFREG where FileIO.isTemporaryName(name):
+                case S_IFREG where OutputFile.isTemporaryName(name):
                     roots.skipped.append((path, "a temporary file (being written, or left by a run that died)"))
                 case S_IFREG:
                     if isImage(path) { roots.images.append(path) } else { roots.skipped.append((path, "not a composefs image")) }

@@ -37,4 +37,8 @@ public struct Errno: Swift.Error, Hashable, Sendable, CustomStringConvertible {
     public static let illegalSequence = Errno(EILSEQ)
     public static let wouldBlock = Errno(EWOULDBLOCK)
     public static let directoryNotEmpty = Errno(ENOTEMPTY)
+    public static let permissionDenied = Errno(EACCES)
+    public static let readOnlyFilesystem = Errno(Glibc.EROFS)
+    public static let tooManySymbolicLinks = Errno(ELOOP)
+    public static let noSuchDeviceOrAddress = Errno(ENXIO)
 }

@@ -12,6 +12,8 @@ public struct FileDescriptor: Hashable, Sendable {
     public static let standardInput = FileDescriptor(rawValue: 0)
     public static let standardOutput = FileDescriptor(rawValue: 1)
     public static let standardError = FileDescriptor(rawValue: 2)
+    /// `AT_FDCWD`: names relative to it are relative to the working directory.
+    public static let currentDirectory = FileDescriptor(rawValue: AT_FDCWD)
 
     /// Open flags Swift's Glibc module does not export.
     public static let pathOnly = cfs_o_path()
@@ -39,6 +41,42 @@ public struct FileDescriptor: Hashable, Sendable {
     }
 
     public func close() { _ = Glibc.close(rawValue) }
+
+    /// `close(2)` where its error matters (the last step of writing a
+    /// file: a deferred write error shows here). Not retried on EINTR: the
+    /// descriptor is gone either way.
+    public func closeChecked() throws(Errno) {
+        try SystemFaults.check(.close, nil, self)
+        if Glibc.close(rawValue) != 0 { throw Errno.current }
+    }
+
+    /// A stream connection to the Unix-domain socket bound at `path`.
+    public static func connect(socket path: FilePath) throws(Errno) -> FileDescriptor {
+        try SystemFaults.check(.open, path, nil)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard path.bytes.count < capacity, !path.bytes.contains(0) else { throw Errno.nameTooLong }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: path.bytes)
+        }
+        let fd = FileDescriptor(rawValue: try retrying { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+        // Not retried: a connect interrupted goes on in the background.
+        let rc = withUnsafePointer(to: &address) { a in
+            a.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else {
+            let e = Errno.current
+            fd.close()
+            throw e
+        }
+        return fd
+    }
+
+    /// `fcntl(F_GETFL)`: the access mode and status flags it was opened with.
+    public func statusFlags() throws(Errno) -> Int32 {
+        try Self.retrying { fcntl(rawValue, F_GETFL) }
+    }
 
     public func duplicate() throws(Errno) -> FileDescriptor {
         FileDescriptor(rawValue: try Self.retrying { fcntl(rawValue, F_DUPFD_CLOEXEC, 0) })
@@ -85,6 +123,11 @@ public struct FileDescriptor: Hashable, Sendable {
         try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(Errno) in try writeAll(b) }
     }
 
+    /// The file position (`lseek(2)` by 0 from the current one).
+    public func position() throws(Errno) -> Int {
+        Int(try Self.retrying { lseek(rawValue, 0, SEEK_CUR) })
+    }
+
     public func seek(to offset: Int) throws(Errno) {
         _ = try Self.retrying { lseek(rawValue, off_t(offset), SEEK_SET) }
     }
@@ -120,6 +163,40 @@ public struct FileDescriptor: Hashable, Sendable {
         return st
     }
 
+    /// `fstatat(2)` of `name` in this directory, following symlinks.
+    public func stat(following name: FilePath) throws(Errno) -> Glibc.stat {
+        try SystemFaults.check(.stat, name, self)
+        var st = Glibc.stat()
+        _ = try name.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
+            try Self.retrying { fstatat(rawValue, p, &st, 0) }
+        }
+        return st
+    }
+
+    /// `fstatfs(2)`'s `f_type`: which kind of filesystem holds this file.
+    public func filesystemType() throws(Errno) -> Int {
+        try SystemFaults.check(.stat, nil, self)
+        return try Self.retrying { cfs_filesystem_type(rawValue) }
+    }
+
+    /// `faccessat(2)` with the effective ids: whether this process may
+    /// write `name` in this directory (following symlinks); the reason
+    /// when it may not.
+    public func checkWritable(_ name: FilePath) throws(Errno) {
+        try SystemFaults.check(.stat, name, self)
+        _ = try name.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
+            try Self.retrying { faccessat(rawValue, p, W_OK, AT_EACCESS) }
+        }
+    }
+
+    /// The target of the symbolic link `name` in this directory.
+    public func readLink(_ name: FilePath) throws(Errno) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
+        let n = try withMutableBytes(&buffer) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try readLink(name, into: b) }
+        guard n < buffer.count else { throw Errno.nameTooLong }
+        return Array(buffer[0..<n])
+    }
+
     /// `readlinkat(2)` of `name` in this directory into `buffer`; the length.
     public func readLink(_ name: FilePath, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
         try SystemFaults.check(.readLink, name, self)
@@ -131,6 +208,11 @@ public struct FileDescriptor: Hashable, Sendable {
     public func changeMode(_ mode: mode_t) throws(Errno) {
         try SystemFaults.check(.chmod, nil, self)
         _ = try Self.retrying { fchmod(rawValue, mode) }
+    }
+
+    public func changeOwner(user: uid_t, group: gid_t) throws(Errno) {
+        try SystemFaults.check(.chmod, nil, self)
+        _ = try Self.retrying { fchown(rawValue, user, group) }
     }
 
     // MARK: Durability
@@ -211,6 +293,13 @@ public struct FileDescriptor: Hashable, Sendable {
                 try Self.retrying { linkat(AT_FDCWD, src, directory?.rawValue ?? AT_FDCWD, dst, AT_SYMLINK_FOLLOW) }
             }
         }
+    }
+
+    // MARK: Namespaces
+
+    /// `setns(2)` into the mount namespace this descriptor refers to.
+    public func enterMountNamespace() throws(Errno) {
+        _ = try Self.retrying { cfs_setns_mount(rawValue) }
     }
 
     // MARK: Copies

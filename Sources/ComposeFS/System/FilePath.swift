@@ -1,3 +1,5 @@
+import Glibc
+
 /// A file system path as bytes: names need not be UTF-8, so paths are never
 /// `String`s inside the library. Shown to people with invalid UTF-8
 /// repaired.
@@ -32,6 +34,20 @@ public struct FilePath: Hashable, Sendable, CustomStringConvertible, Expressible
     public var lastComponent: [UInt8] {
         guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return bytes }
         return Array(bytes[(slash + 1)...])
+    }
+
+    /// The working directory (`getcwd(3)`).
+    public static func currentDirectory() throws(Errno) -> FilePath {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { throw Errno.current }
+        return FilePath(bytes: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) })
+    }
+
+    /// `chdir(2)` to this path.
+    public func makeCurrentDirectory() throws(Errno) {
+        try withCString { (p: UnsafePointer<CChar>) throws(Errno) in
+            _ = try FileDescriptor.retrying { chdir(p) }
+        }
     }
 
     /// The path as a NUL-terminated C string for the duration of `body`:
