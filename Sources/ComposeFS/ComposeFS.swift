@@ -11,5 +11,9 @@
 /// - ``Mount``: mounting an image on the running kernel.
 /// - ``FileDescriptor``, ``FilePath``, ``Errno``: the system layer every
 ///   file and kernel call goes through.
-public enum ComposeFS {}
+public enum ComposeFS {
+    /// The upstream composefs release whose formats, options and output
+    /// these tools reproduce (`TOOL --version`).
+    public static let version = "1.0.8"
+}
 

@@ -30,6 +30,7 @@ enum ComposefsInfo: Tool {
           --basedir=PATH   The object store to check (missing-objects)
           --filter=NAME    Only this top-level entry (repeatable)
           -h, --help       Show this help
+          --version        Show the version
 
         """
 

@@ -22,7 +22,8 @@ enum ComposefsStore: Tool {
 
         """
 
-    static let help = """
+    static var help: String {
+        """
         Maintain a composefs object store.
 
         usage: composefs-store gc [--dry-run] [--no-wait] STORE IMAGE|DIR...
@@ -42,10 +43,12 @@ enum ComposefsStore: Tool {
           --no-wait       gc: fail at once if a writer holds the store
           --repair        fsck: rename bad objects to STORE/xx/yyyy....damaged (kept, never
                           deleted; the next mkcomposefs --digest-store writes them anew)
-          --threads=N     fsck: threads for reading objects (default \\(DirectoryScanner.defaultThreadCount))
+          --threads=N     fsck: threads for reading objects (default \(DirectoryScanner.defaultThreadCount))
           -h, --help      Show this help
+          --version       Show the version
 
         """
+    }
 
     static func failure(_ text: String, usage showUsage: Bool = false) -> ToolFailure {
         ToolFailure(text: "composefs-store: \(text)\n" + (showUsage ? usage : ""))

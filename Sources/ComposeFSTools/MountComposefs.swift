@@ -13,9 +13,10 @@ enum MountComposefs: Tool {
         static let fake = Arguments.Option.flag(nil, short: "f")
         static let noMtab = Arguments.Option.flag(nil, short: "n")
         static let verbose = Arguments.Option.flag(nil, short: "v")
+        static let namespace = Arguments.Option.valued(nil, short: "N", "NAMESPACE")
     }
 
-    static let options = [Flag.type, Flag.options, Flag.sloppy, Flag.fake, Flag.noMtab, Flag.verbose]
+    static let options = [Flag.type, Flag.options, Flag.sloppy, Flag.fake, Flag.noMtab, Flag.verbose, Flag.namespace]
 
     static let usage = "usage: mount.composefs [-t composefs] [-o OPTIONS] IMAGE MOUNTPOINT\n"
 
@@ -30,8 +31,11 @@ enum MountComposefs: Tool {
                        digest=DIGEST, verity, tryverity, noverity, upperdir=PATH,
                        workdir=PATH, idmap=PATH, ro, rw
           -v           Print each fallback taken and the way the kernel accepted
+          -N NAMESPACE Mount in this mount namespace (a path such as
+                       /proc/PID/ns/mnt, or a PID), as mount(8) --namespace asks
           -s, -f, -n   Sloppy, fake (check the command line only), no mtab
           -h, --help   Show this help
+          --version    Show the version
 
         """
 
@@ -54,6 +58,13 @@ enum MountComposefs: Tool {
             throw failure("\(error)", usage: error == .noBasedir)
         }
         if arguments.has(Flag.fake) { return }
+        if let namespace = arguments.last(Flag.namespace) {
+            // Every path is then looked up there, as mount(8) makes its
+            // own mount(2) calls in the namespace it is given.
+            let path = namespace.allSatisfy({ (0x30...0x39).contains($0) }) && !namespace.isEmpty
+                ? FilePath("/proc/\(String(decoding: namespace, as: UTF8.self))/ns/mnt") : FilePath(bytes: namespace)
+            do { try Mount.enterNamespace(path) } catch { throw failure("\(error)") }
+        }
         let verbose = arguments.has(Flag.verbose)
         var environment = Mount.Environment()
         if verbose { environment.trace = { Terminal.error("mount.composefs: \($0)\n") } }

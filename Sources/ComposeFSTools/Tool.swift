@@ -1,3 +1,4 @@
+import ComposeFS
 import Glibc
 
 /// One command-line tool of the multi-call program: its options, the
@@ -25,6 +26,10 @@ extension Tool {
             Terminal.output(help)
             return 0
         }
+        if wantsVersion(arguments) {
+            Terminal.output("\(name) (swift-composefs) \(ComposeFS.version)\n")
+            return 0
+        }
         let parsed: Arguments
         do {
             parsed = try Arguments(bytes: arguments, options: options)
@@ -46,6 +51,15 @@ extension Tool {
         for a in arguments {
             if a == Array("--".utf8) { return false }
             if a == Array("--help".utf8) || a == Array("-h".utf8) { return true }
+        }
+        return false
+    }
+
+    /// `--version` (exactly, with no value) anywhere before `--`.
+    static func wantsVersion(_ arguments: [[UInt8]]) -> Bool {
+        for a in arguments {
+            if a == Array("--".utf8) { return false }
+            if a == Array("--version".utf8) { return true }
         }
         return false
     }

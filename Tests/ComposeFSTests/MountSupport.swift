@@ -76,8 +76,21 @@ extension MountTests {
     }
 }
 
+extension Trait where Self == Requirement {
+    /// Root, a kernel with EROFS and overlayfs, and mount.composefs built.
+    static var mounting: Requirement {
+        Requirement(met: { Mounts.canMount }, why: "needs root, EROFS and overlayfs in the kernel, and mount.composefs built")
+    }
+}
+
 /// Mount-table and loop-device queries, and the root/kernel requirement.
 enum Mounts {
+    static var canMount: Bool {
+        let filesystems = (try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8)) ?? ""
+        return Privilege.isRoot && filesystems.contains("\terofs") && filesystems.contains("\toverlay")
+            && (Tools.directory.map { access($0 + "/mount.composefs", X_OK) == 0 } ?? false)
+    }
+
     static func requireMountSupport(sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
         guard Privilege.requireRoot(sourceLocation: sourceLocation) else { return false }
         let filesystems = (try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8)) ?? ""

@@ -29,6 +29,7 @@ public enum Mount {
         case objectDirectory(path: FilePath, errno: Errno)
         case directory(role: Role, path: FilePath, errno: Errno)
         case openUserNamespace(path: FilePath, errno: Errno)
+        case enterNamespace(path: FilePath, errno: Errno)
         case noVerity(path: FilePath)
         case wrongVerity(path: FilePath, expected: [UInt8], actual: [UInt8])
         case measure(path: FilePath, errno: Errno)
@@ -46,6 +47,7 @@ public enum Mount {
             case let .objectDirectory(p, e): "object directory \(p): \(e)"
             case let .directory(role, p, e): "\(role.rawValue) \(p): \(e)"
             case let .openUserNamespace(p, e): "Failed to open userns \(p): \(e)"
+            case let .enterNamespace(p, e): "Failed to enter mount namespace \(p): \(e)"
             case let .noVerity(p):
                 "Image has no fs-verity (\(p): the kernel or filesystem has no fs-verity, or it is not enabled on the image; digest= cannot be checked)"
             case let .wrongVerity(p, want, got):

@@ -57,3 +57,23 @@ enum PrivateMountNamespace {
         var result: Result<T, Mount.Error>?
     }
 }
+
+extension Mount {
+    /// Moves this process into the mount namespace at `path` (a
+    /// `/proc/PID/ns/mnt` file or a bind mount of one), for good: mounts
+    /// are then made, and paths looked up, there. The working directory is
+    /// the same path there (entering resets it to the namespace's root),
+    /// so relative paths mean what they meant. The process must not have
+    /// started other threads.
+    public static func enterNamespace(_ path: FilePath) throws(Error) {
+        do throws(Errno) {
+            let cwd = try FilePath.currentDirectory()
+            let fd = try FileDescriptor.open(path, O_RDONLY)
+            defer { fd.close() }
+            try fd.enterMountNamespace()
+            try cwd.makeCurrentDirectory()
+        } catch {
+            throw .enterNamespace(path: path, errno: error)
+        }
+    }
+}
