@@ -1,4 +1,4 @@
-import Glibc
+import ComposeFS
 
 /// Command-line parsing with GNU `getopt_long` semantics, as the reference
 /// tools use it: options and operands in any order (permutation), `--`
@@ -65,12 +65,12 @@ struct Arguments {
     }
 
     init(_ arguments: [String], options: [Option],
-         permute: Bool = getenv("POSIXLY_CORRECT") == nil) throws(Error) {
+         permute: Bool = CurrentProcess.environment("POSIXLY_CORRECT") == nil) throws(Error) {
         try self.init(bytes: arguments.map { Array($0.utf8) }, options: options, permute: permute)
     }
 
     init(bytes arguments: [[UInt8]], options: [Option],
-         permute: Bool = getenv("POSIXLY_CORRECT") == nil) throws(Error) {
+         permute: Bool = CurrentProcess.environment("POSIXLY_CORRECT") == nil) throws(Error) {
         var rest = arguments[...]
         while let argument = rest.popFirst() {
             if argument == [0x2D, 0x2D] {   // --

@@ -103,12 +103,12 @@ enum ComposefsInfo: Tool {
         let fd: FileDescriptor
         let st: stat
         do throws(Errno) {
-            fd = try .open(path, O_RDONLY)
-            do { st = try fd.stat() } catch { fd.close(); throw error }
+            fd = try .open(path, .readOnly)
+            do { st = try fd.stat() } catch { try? fd.close(); throw error }
         } catch {
             throw failure("Failed to open '\(path)': \(error)")
         }
-        defer { fd.close() }
+        defer { try? fd.close() }
         // An image is read into memory whole (it is all metadata); only
         // very large ones are read on demand through a small block cache.
         let reader: ByteReader
@@ -167,8 +167,8 @@ enum ComposefsInfo: Tool {
 
     static func measure(_ path: FilePath, into out: inout Output) throws(ToolFailure) {
         let fd: FileDescriptor
-        do { fd = try .open(path, O_RDONLY) } catch { throw failure("Failed to open '\(path)': \(error)") }
-        defer { fd.close() }
+        do { fd = try .open(path, .readOnly) } catch { throw failure("Failed to open '\(path)': \(error)") }
+        defer { try? fd.close() }
         do {
             let d = try FsVerity.measureOrCompute(fd: fd, path: path)
             out.write(Array((d.hexString + "\n").utf8))

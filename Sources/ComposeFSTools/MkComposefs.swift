@@ -105,10 +105,10 @@ enum MkComposefs: Tool {
         if stdin {
             fd = .standardInput
         } else {
-            do { fd = try .open(source, O_RDONLY) } catch { throw failure("cannot open '\(source)': \(error)") }
+            do { fd = try .open(source, .readOnly) } catch { throw failure("cannot open '\(source)': \(error)") }
         }
-        defer { if !stdin { fd.close() } }
-        var parser = DumpParser.Incremental(strict: getenv("CFS_PARSE_STRICT") != nil)
+        defer { if !stdin { try? fd.close() } }
+        var parser = DumpParser.Incremental(strict: CurrentProcess.environment("CFS_PARSE_STRICT") != nil)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
         defer { buffer.deallocate() }
         while true {
@@ -277,9 +277,9 @@ enum MkComposefs: Tool {
         if stdin {
             fd = .standardInput
         } else {
-            do { fd = try .open(layer, O_RDONLY) } catch { throw failure("cannot open '\(layer)': \(error)") }
+            do { fd = try .open(layer, .readOnly) } catch { throw failure("cannot open '\(layer)': \(error)") }
         }
-        defer { if !stdin { fd.close() } }
+        defer { if !stdin { try? fd.close() } }
         let reader: TarReader
         do { reader = try TarReader(fd: fd, source: stdin ? "<stdin>" : layer) } catch { throw failure("\(error)") }
         do { try flattened.add(reader) } catch { throw failure("\(error)") }

@@ -1,5 +1,4 @@
 import ComposeFS
-import Glibc
 import Synchronization
 
 /// A one-line progress display on a terminal's stderr: files and bytes
@@ -12,11 +11,7 @@ final class ProgressLine: Sendable {
 
     init(unit: String = "files") { self.unit = unit }
 
-    static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
+    static func now() -> UInt64 { CurrentProcess.monotonicNanoseconds }
 
     func update(files: Int, bytes: UInt64) {
         let t = Self.now()

@@ -8,9 +8,9 @@ enum Terminal {
 
     static func output(_ text: String) { writeAll(1, Array(text.utf8)) }
 
-    static func exit(_ code: Int32) -> Never { Glibc.exit(code) }
+    static func exit(_ code: Int32) -> Never { CurrentProcess.exit(code) }
 
-    static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) != 0 }
+    static func isTerminal(_ fd: Int32) -> Bool { FileDescriptor(rawValue: fd).isTerminal }
 
     /// Best effort: a message that cannot be written is dropped.
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {

@@ -165,7 +165,7 @@ import Testing
         defer { dir.remove() }
         let root = try DumpParser.parse(try Fixtures.bytes("upstream/special.dump"))
         let out = FilePath(dir.file("image.cfs"))
-        _ = Self.inject(kind, under: dir, nth: 1, sticky: true, errno: kind == .rename ? .crossDevice : .noSpace)
+        _ = Self.inject(kind, under: dir, nth: 1, sticky: true, errno: kind == .rename ? .improperLink : .noSpace)
         defer { SystemFaults.clear() }
         let prepared = try ImageWriter.prepare(root)
         let failure: OutputFile.Error?
@@ -178,7 +178,7 @@ import Testing
             failure = error
         }
         SystemFaults.clear()
-        #expect(failure == .write(path: out, errno: kind == .rename ? .crossDevice : .noSpace))
+        #expect(failure == .write(path: out, errno: kind == .rename ? .improperLink : .noSpace))
         let left = try dir.contents()
         #expect(left.isEmpty, "no image, no temporary file: \(left)")
     }

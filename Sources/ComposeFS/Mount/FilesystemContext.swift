@@ -1,4 +1,3 @@
-import CComposeFSShims
 import Glibc
 
 /// A filesystem context of the new mount API (`fsopen`), configured key by
@@ -10,25 +9,25 @@ final class FilesystemContext {
     let filesystem: String
 
     init(_ filesystem: String) throws(Mount.Error) {
-        let raw = cfs_fsopen(filesystem)
-        guard raw >= 0 else {
-            let e = Errno.current
-            switch e {
-            case .noDevice: throw .kernelLacks(filesystem: filesystem)
+        do {
+            fd = try .openFilesystem(filesystem)
+        } catch {
+            switch error {
+            case .operationNotSupportedByDevice: throw .kernelLacks(filesystem: filesystem)
             case .notPermitted: throw .notPermitted
-            case .noSystemCall: throw .kernel(.noNewMountAPI(filesystem), errno: e, log: [])
-            default: throw .kernel(.openFilesystem(filesystem), errno: e, log: [])
+            case .noFunction: throw .kernel(.noNewMountAPI(filesystem), errno: error, log: [])
+            default: throw .kernel(.openFilesystem(filesystem), errno: error, log: [])
             }
         }
-        fd = FileDescriptor(rawValue: raw)
         self.filesystem = filesystem
     }
 
-    deinit { fd.close() }
+    deinit { try? fd.close() }
 
     /// `fsconfig(FSCONFIG_SET_STRING)`; the errno when the kernel refuses.
     func trySet(_ key: String, _ value: [UInt8]) -> Errno? {
-        value.withCString { cfs_fsconfig_string(fd.rawValue, key, $0) } == 0 ? nil : Errno.current
+        do { try fd.setFilesystemOption(key, value) } catch { return error }
+        return nil
     }
 
     func trySet(_ key: String, _ value: String) -> Errno? { trySet(key, Array(value.utf8)) }
@@ -39,21 +38,20 @@ final class FilesystemContext {
 
     /// `fsconfig(FSCONFIG_SET_FLAG)`.
     func setFlag(_ key: String) throws(Mount.Error) {
-        guard cfs_fsconfig_flag(fd.rawValue, key) == 0 else {
-            throw failure(.setOption(filesystem: filesystem, key: key, value: nil), Errno.current)
+        do { try fd.setFilesystemFlag(key) } catch {
+            throw failure(.setOption(filesystem: filesystem, key: key, value: nil), error)
         }
     }
 
     /// `fsconfig(FSCONFIG_CMD_CREATE)`: the superblock; the errno when refused.
     func tryCreate() -> Errno? {
-        cfs_fsconfig_create(fd.rawValue) == 0 ? nil : Errno.current
+        do { try fd.createFilesystem() } catch { return error }
+        return nil
     }
 
     /// A detached mount of the created superblock.
     func mount(readOnly: Bool) throws(Mount.Error) -> FileDescriptor {
-        let mnt = cfs_fsmount(fd.rawValue, readOnly ? 1 : 0)
-        guard mnt >= 0 else { throw failure(.mountFilesystem(filesystem), Errno.current) }
-        return FileDescriptor(rawValue: mnt)
+        do { return try fd.mountFilesystem(readOnly: readOnly) } catch { throw failure(.mountFilesystem(filesystem), error) }
     }
 
     /// An error for `step`, with what the kernel logged in this context.

@@ -1,4 +1,3 @@
-import CComposeFSShims
 import Glibc
 
 extension Mount {
@@ -32,10 +31,11 @@ extension Mount {
                     throw fs.failure(.mountImage, e)
                 }
                 let mnt = try fs.mount(readOnly: true)
-                if let userns, cfs_mount_setattr_idmap(mnt.rawValue, userns.rawValue) != 0 {
-                    let e = Errno.current
-                    mnt.close()
-                    throw .kernel(.idmapImage, errno: e, log: [])
+                if let userns {
+                    do { try mnt.setIDMapping(userNamespace: userns) } catch {
+                        try? mnt.close()
+                        throw .kernel(.idmapImage, errno: error, log: [])
+                    }
                 }
                 fd = mnt
                 // The mount holds the loop device from here on.

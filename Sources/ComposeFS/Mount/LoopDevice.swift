@@ -1,4 +1,3 @@
-import CComposeFSShims
 import Glibc
 
 /// A read-only, auto-clearing loop device over an image file: it frees
@@ -9,27 +8,29 @@ final class LoopDevice {
 
     init(backing image: FileDescriptor, name: FilePath) throws(Mount.Error) {
         let control: FileDescriptor
-        do { control = try .open("/dev/loop-control", O_RDWR) } catch { throw .kernel(.openLoopControl, errno: error, log: []) }
-        defer { control.close() }
+        do { control = try .open("/dev/loop-control", .readWrite) } catch { throw .kernel(.openLoopControl, errno: error, log: []) }
+        defer { try? control.close() }
         // Another process may take the free device first: try again.
         for _ in 0..<16 {
-            let n = cfs_loop_get_free(control.rawValue)
-            guard n >= 0 else { throw .kernel(.findFreeLoop, errno: Errno.current, log: []) }
+            let n: Int
+            do { n = try control.freeLoopDevice() } catch { throw .kernel(.findFreeLoop, errno: error, log: []) }
             let path = FilePath("/dev/loop\(n)")
             let fd: FileDescriptor
-            do { fd = try .open(path, O_RDWR) } catch { throw .kernel(.openLoop(path), errno: error, log: []) }
-            let label = Array(name.bytes.suffix(63))
-            if label.withCString({ cfs_loop_configure(fd.rawValue, image.rawValue, $0) }) == 0 {
+            do { fd = try .open(path, .readWrite) } catch { throw .kernel(.openLoop(path), errno: error, log: []) }
+            let e: Errno
+            do {
+                try fd.configureLoop(backing: image, name: name.bytes)
                 self.fd = fd
                 self.path = path
                 return
+            } catch {
+                e = error
             }
-            let e = Errno.current
-            fd.close()
+            try? fd.close()
             guard e == .resourceBusy else { throw .kernel(.configureLoop(path), errno: e, log: []) }
         }
         throw .kernel(.configureLoop(nil), errno: .resourceBusy, log: [])
     }
 
-    deinit { fd.close() }
+    deinit { try? fd.close() }
 }

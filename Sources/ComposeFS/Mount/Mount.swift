@@ -1,4 +1,3 @@
-import CComposeFSShims
 import Glibc
 
 /// Mounting a composefs image (FORMAT.md §20.2): the EROFS image read-only,
@@ -53,7 +52,7 @@ public enum Mount {
             case let .wrongVerity(p, want, got):
                 "Image has wrong fs-verity (\(p): digest \(got.hexString), expected \(want.hexString))"
             case let .measure(p, e): "cannot measure \(p): \(e)"
-            case let .kernelLacks(fs): "the kernel has no \(fs) support (\(Errno.noDevice))"
+            case let .kernelLacks(fs): "the kernel has no \(fs) support (\(Errno.operationNotSupportedByDevice))"
             case .verityUnsupported:
                 "this kernel's overlayfs cannot enforce fs-verity on the objects (it rejects verity=require, which needs Linux 6.6 or later); not mounting without verification"
             case .notPermitted: "\(Errno.notPermitted) (mounting needs root or CAP_SYS_ADMIN)"
@@ -213,14 +212,14 @@ public enum Mount {
         if let w = options.workdir { try requireDirectory(w) { .directory(role: .workdir, path: w, errno: $0) } }
 
         let imageFD: FileDescriptor
-        do { imageFD = try .open(image, O_RDONLY) } catch { throw .openImage(path: image, errno: error) }
-        defer { imageFD.close() }
+        do { imageFD = try .open(image, .readOnly) } catch { throw .openImage(path: image, errno: error) }
+        defer { try? imageFD.close() }
 
         var userns: FileDescriptor? = nil
         if let path = options.idmap {
-            do { userns = try .open(path, O_RDONLY | O_NOCTTY) } catch { throw .openUserNamespace(path: path, errno: error) }
+            do { userns = try .open(path, .readOnly, options: [.noControllingTerminal]) } catch { throw .openUserNamespace(path: path, errno: error) }
         }
-        defer { userns?.close() }
+        defer { try? userns?.close() }
 
         if let expected = options.digest {
             try checkDigest(imageFD: imageFD, image: image, expected: expected, environment: environment)
@@ -232,10 +231,10 @@ public enum Mount {
 
         let erofs = try ImageMount(image: imageFD, imagePath: image, hasACL: h.hasACL,
                                    userns: userns, environment: environment)
-        defer { erofs.fd.close() }
+        defer { try? erofs.fd.close() }
         let overlay = try OverlayBuilder(lower: erofs.fd, target: target, options: options,
                                          environment: environment).build()
-        defer { overlay.fd.close() }
+        defer { try? overlay.fd.close() }
         try attach(overlay.fd, at: target, step: .attachOverlay(target: target))
         return Route(image: erofs.route, imageLayer: overlay.imageLayer,
                      overlayOptions: overlay.options, verity: overlay.verity)
@@ -258,8 +257,8 @@ public enum Mount {
     static func requireDirectory(_ path: FilePath, _ make: (Errno) -> Error) throws(Error) {
         let st: stat
         do {
-            let fd = try FileDescriptor.open(path, FileDescriptor.pathOnly)
-            defer { fd.close() }
+            let fd = try FileDescriptor.open(path, .readOnly, options: [.path])
+            defer { try? fd.close() }
             st = try fd.stat()
         } catch {
             throw make(error)
@@ -269,10 +268,8 @@ public enum Mount {
 
     /// Attaches a detached mount at `target` (`move_mount`).
     static func attach(_ mount: FileDescriptor, at target: FilePath, step: Step) throws(Error) {
-        let rc = target.withCString { cfs_move_mount(mount.rawValue, $0) }
-        guard rc == 0 else {
-            let e = Errno.current
-            throw e == .notPermitted ? .notPermitted : .kernel(step, errno: e, log: [])
+        do { try mount.attachMount(at: target) } catch {
+            throw error == .notPermitted ? .notPermitted : .kernel(step, errno: error, log: [])
         }
     }
 }

@@ -1,4 +1,3 @@
-import CComposeFSShims
 import Glibc
 
 extension Mount {
@@ -118,10 +117,10 @@ extension Mount {
             let builder = self
             let (options, target, environment, lowerPath) = (options, target, environment, lowerPath)
             func mount(_ data: [UInt8], readOnly: Bool, silent: Bool) -> Errno? {
-                let rc = target.withCString { t in
-                    data.withCString { d in cfs_mount_overlay_legacy("composefs", t, readOnly ? 1 : 0, silent ? 1 : 0, d) }
+                do { try MountNamespace.mountOverlay(source: "composefs", at: target, readOnly: readOnly, silent: silent, options: data) } catch {
+                    return error
                 }
-                return rc == 0 ? nil : Errno.current
+                return nil
             }
             return try PrivateMountNamespace.run { () throws(Error) -> Built in
                 try builder.attachImageLayer()
@@ -130,9 +129,9 @@ extension Mount {
                     let data = LegacyOverlayOptions.string(lower: lowerPath, options: options,
                                                            dataOnlyLayers: dataOnly, verity: options.requireVerity)
                     guard let e = mount(data, readOnly: options.readOnly, silent: dataOnly) else {
-                        let clone = target.withCString { cfs_open_tree_clone($0) }
-                        guard clone >= 0 else { throw .kernel(.cloneOverlay, errno: Errno.current, log: []) }
-                        return Built(fd: FileDescriptor(rawValue: clone), imageLayer: .privateNamespace,
+                        let clone: FileDescriptor
+                        do throws(Errno) { clone = try .cloneMount(at: target) } catch { throw .kernel(.cloneOverlay, errno: error, log: []) }
+                        return Built(fd: clone, imageLayer: .privateNamespace,
                                      options: .legacy(dataOnlyLayers: dataOnly), verity: options.requireVerity)
                     }
                     last = e
@@ -150,7 +149,7 @@ extension Mount {
                         let data = LegacyOverlayOptions.string(lower: lowerPath, options: options,
                                                                dataOnlyLayers: dataOnly, verity: false)
                         if mount(data, readOnly: true, silent: true) == nil {
-                            _ = target.withCString { umount2($0, Int32(MNT_DETACH)) }
+                            try? MountNamespace.unmount(target, detach: true)
                             throw .verityUnsupported
                         }
                     }

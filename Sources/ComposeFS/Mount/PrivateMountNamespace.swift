@@ -16,43 +16,30 @@ import Glibc
 enum PrivateMountNamespace {
     static func run<T>(_ body: @escaping () throws(Mount.Error) -> T) throws(Mount.Error) -> T {
         let outcome = Outcome<T>()
-        let thunk = Thunk {
-            do throws(Mount.Error) {
-                guard cfs_unshare_mount_namespace() == 0 else {
-                    throw .kernel(.unshareMounts, errno: Errno.current, log: [])
+        let thread: SystemThread
+        do throws(Errno) {
+            thread = try SystemThread {
+                do throws(Mount.Error) {
+                    do throws(Errno) { try MountNamespace.unshare() } catch { throw .kernel(.unshareMounts, errno: error, log: []) }
+                    do throws(Errno) { try MountNamespace.makePrivate("/") } catch {
+                        throw .kernel(.makeMountsPrivate, errno: error, log: [])
+                    }
+                    outcome.result = .success(try body())
+                } catch {
+                    outcome.result = .failure(error)
                 }
-                guard cfs_make_mounts_private("/") == 0 else {
-                    throw .kernel(.makeMountsPrivate, errno: Errno.current, log: [])
-                }
-                outcome.result = .success(try body())
-            } catch {
-                outcome.result = .failure(error)
             }
+        } catch {
+            throw .kernel(.startNamespaceThread, errno: error, log: [])
         }
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(thunk).toOpaque()
-        let rc = pthread_create(&thread, nil, { context in
-            Unmanaged<Thunk>.fromOpaque(context!).takeRetainedValue().work()
-            return nil
-        }, context)
-        guard rc == 0 else {
-            Unmanaged<Thunk>.fromOpaque(context).release()
-            throw .kernel(.startNamespaceThread, errno: Errno(rc), log: [])
-        }
-        pthread_join(thread, nil)
+        thread.join()
         guard let result = outcome.result else {
             throw .kernel(.namespaceThread, errno: .interrupted, log: [])
         }
         return try result.get()
     }
 
-    /// What the thread runs; written before the thread starts and read
-    /// after it is joined.
-    private final class Thunk: @unchecked Sendable {
-        let work: () -> Void
-        init(_ work: @escaping () -> Void) { self.work = work }
-    }
-
+    /// Written by the thread, read after it is joined.
     private final class Outcome<T>: @unchecked Sendable {
         var result: Result<T, Mount.Error>?
     }
@@ -68,8 +55,8 @@ extension Mount {
     public static func enterNamespace(_ path: FilePath) throws(Error) {
         do throws(Errno) {
             let cwd = try FilePath.currentDirectory()
-            let fd = try FileDescriptor.open(path, O_RDONLY)
-            defer { fd.close() }
+            let fd = try FileDescriptor.open(path, .readOnly)
+            defer { try? fd.close() }
             try fd.enterMountNamespace()
             try cwd.makeCurrentDirectory()
         } catch {

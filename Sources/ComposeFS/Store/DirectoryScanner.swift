@@ -72,7 +72,7 @@ public enum DirectoryScanner {
         -> (root: Node, storeLock: ObjectStore.Lock?) {
         if options.skipXattrs && options.userXattrsOnly { throw .invalidOptions(source: source) }
         var scanner = try Scanner(source: source, options: options)
-        defer { scanner.root?.close() }
+        defer { try? scanner.root?.close() }
         let files = FilePass(scanner: scanner)
         files.start()
         let root: Node
@@ -99,7 +99,7 @@ public enum DirectoryScanner {
             let cwd = FileDescriptor(rawValue: AT_FDCWD)
             do { rootStat = try cwd.stat(source) } catch { throw .access(path: source, errno: error) }
             if (rootStat.st_mode & S_IFMT) == S_IFDIR {
-                do { root = try .open(source, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) } catch {
+                do { root = try .open(source, .readOnly, options: [.directory, .noFollow]) } catch {
                     throw .access(path: source, errno: error)
                 }
             } else {
@@ -165,7 +165,7 @@ public enum DirectoryScanner {
             let dfd: FileDescriptor
             do {
                 dfd = rel.isEmpty ? try root.duplicate()
-                    : try DirectoryScanner.open(rel, under: root, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+                    : try DirectoryScanner.open(rel, under: root, options: [.directory, .noFollow])
             } catch {
                 throw .access(path: shown, errno: error)
             }
@@ -206,7 +206,7 @@ public enum DirectoryScanner {
                 } catch {
                     throw .access(path: shown, errno: error)
                 }
-                guard n > 0, n < Node.maxPathLength else { throw .access(path: shown, errno: .nameTooLong) }
+                guard n > 0, n < Node.maxPathLength else { throw .access(path: shown, errno: .fileNameTooLong) }
                 node.payload = Array(linkBuffer[0..<n])
                 node.size = UInt64(n)
             }
@@ -243,24 +243,24 @@ public enum DirectoryScanner {
     /// does not fit PATH_MAX is opened a few components at a time (the
     /// tree's depth is unlimited, FORMAT.md §21). Symlinks are never
     /// followed.
-    static func open(_ rel: [UInt8], under dir: FileDescriptor, flags: Int32) throws(Errno) -> FileDescriptor {
+    static func open(_ rel: [UInt8], under dir: FileDescriptor, options: FileDescriptor.OpenOptions) throws(Errno) -> FileDescriptor {
         let limit = 3072
-        if rel.count < limit { return try .open(FilePath(bytes: rel), flags, relativeTo: dir) }
+        if rel.count < limit { return try .open(FilePath(bytes: rel), .readOnly, options: options, relativeTo: dir) }
         let parts = rel.split(separator: UInt8(ascii: "/"))
         var fd = dir
-        defer { if fd != dir { fd.close() } }
+        defer { if fd != dir { try? fd.close() } }
         var segment: [UInt8] = []
         for (k, part) in parts.enumerated() {
             if !segment.isEmpty && segment.count + 1 + part.count >= limit {
-                let next = try FileDescriptor.open(FilePath(bytes: segment), FileDescriptor.pathOnly | O_DIRECTORY | O_NOFOLLOW,
+                let next = try FileDescriptor.open(FilePath(bytes: segment), .readOnly, options: [.path, .directory, .noFollow],
                                                    relativeTo: fd)
-                if fd != dir { fd.close() }
+                if fd != dir { try? fd.close() }
                 fd = next
                 segment = []
             }
             if !segment.isEmpty { segment.append(UInt8(ascii: "/")) }
             segment.append(contentsOf: part)
-            if k == parts.count - 1 { return try .open(FilePath(bytes: segment), flags, relativeTo: fd) }
+            if k == parts.count - 1 { return try .open(FilePath(bytes: segment), .readOnly, options: options, relativeTo: fd) }
         }
         throw .noSuchFileOrDirectory
     }

@@ -100,10 +100,10 @@ extension DirectoryScanner {
             let shown = scanner.display(job.rel)
             guard let root = scanner.root else { return }
             let fd: FileDescriptor
-            do { fd = try DirectoryScanner.open(job.rel, under: root, flags: O_RDONLY | O_NOFOLLOW) } catch {
+            do { fd = try DirectoryScanner.open(job.rel, under: root, options: [.noFollow]) } catch {
                 throw .access(path: shown, errno: error)
             }
-            defer { fd.close() }
+            defer { try? fd.close() }
             if !scanner.options.skipXattrs { try scanner.readXattrs(into: node, from: .descriptor(fd), display: shown) }
             let buf = scratch[worker]
             if node.size <= DirectoryScanner.inlineLimit {

@@ -96,14 +96,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// Raises the soft descriptor limit to the hard one and returns a batch
     /// size that leaves room for everything else the process has open.
     static func chooseBatchSize() -> Int {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 256 }
-        if limit.rlim_cur < limit.rlim_max {
-            var raised = limit
-            raised.rlim_cur = limit.rlim_max
-            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
-        }
-        let available = Int(min(limit.rlim_cur, 1 << 20))   // RLIM_INFINITY is the maximum value
+        guard let available = CurrentProcess.raiseOpenFileLimit() else { return 256 }
         return max(16, min(4096, (available - 256) / 4))
     }
 
@@ -122,8 +115,8 @@ public final class ObjectStore: @unchecked Sendable {
     /// Whether the process's umask takes bits off 0644 (from
     /// /proc/self/status; umask(2) cannot be read without changing it).
     static let umaskStripsObjectMode: Bool = {
-        guard let fd = try? FileDescriptor.open("/proc/self/status", O_RDONLY) else { return true }
-        defer { fd.close() }
+        guard let fd = try? FileDescriptor.open("/proc/self/status", .readOnly) else { return true }
+        defer { try? fd.close() }
         var text = [UInt8](repeating: 0, count: 4096)
         let n = (try? withMutableBytes(&text) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try fd.readAll(into: b, at: 0) }) ?? 0
         let key = Array("\nUmask:\t".utf8)
@@ -155,7 +148,7 @@ public final class ObjectStore: @unchecked Sendable {
         self.path = p
         try Self.makeDirectories(p)
         lock = try Lock(store: p, .shared)
-        do { directory = try .open(p, O_RDONLY | O_DIRECTORY) } catch {
+        do { directory = try .open(p, .readOnly, options: [.directory]) } catch {
             throw .store(path: p, operation: .opening, errno: error)
         }
         isWritable = true
@@ -168,7 +161,7 @@ public final class ObjectStore: @unchecked Sendable {
     public init(readingAt path: FilePath) throws(Error) {
         let p = Self.trimmed(path)
         self.path = p
-        do { directory = try .open(p, FileDescriptor.pathOnly | O_DIRECTORY) } catch {
+        do { directory = try .open(p, .readOnly, options: [.path, .directory]) } catch {
             throw .store(path: p, operation: .opening, errno: error)
         }
         isWritable = false
@@ -188,7 +181,7 @@ public final class ObjectStore: @unchecked Sendable {
 
     deinit {
         discardPending()
-        directory.close()
+        try? directory.close()
     }
 
     static func makeDirectories(_ path: FilePath) throws(Error) {
@@ -282,7 +275,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// Queues a complete object for the next durability batch. A file in
     /// a staging area is closed (it needs no descriptor to be published).
     func stage(_ staged: Staged, size: UInt64) throws(Error) {
-        if staged.area != nil { staged.fd.close() }
+        if staged.area != nil { try? staged.fd.close() }
         let (full, early) = pending.withLock { p -> (Bool, Bool) in
             if let area = staged.area { p.inAreas.append((area, staged.name)) } else { p.objects.append(staged) }
             p.bytes += size
@@ -407,7 +400,7 @@ public final class ObjectStore: @unchecked Sendable {
         if tmpfileWorks.load(ordering: .relaxed) {
             let at = fanOut.map(Self.fanOutName) ?? "."
             do {
-                let t = try FileDescriptor.open(at, FileDescriptor.temporaryFile | O_RDWR, mode: 0o644, relativeTo: directory)
+                let t = try FileDescriptor.open(at, .readWrite, options: [.temporaryFile], permissions: 0o644, relativeTo: directory)
                 return Staged(fd: t, name: "", tempName: nil, needsMode: Self.umaskStripsObjectMode)
             } catch {
                 guard error == .notSupported || error == .isDirectory || error == .invalidArgument
@@ -421,7 +414,7 @@ public final class ObjectStore: @unchecked Sendable {
         for _ in 0..<100 {
             let name = FilePath(bytes: Array(".tmp-".utf8) + (0..<12).map { _ in letters.randomElement()! })
             do {
-                let t = try FileDescriptor.open(name, O_RDWR | O_CREAT | O_EXCL, mode: 0o600, relativeTo: directory)
+                let t = try FileDescriptor.open(name, .readWrite, options: [.create, .exclusiveCreate], permissions: 0o600, relativeTo: directory)
                 try? t.lock(exclusive: false)   // held (shared) until the file is renamed or removed
                 return Staged(fd: t, name: "", tempName: name)
             } catch where error == .fileExists {
@@ -436,12 +429,12 @@ public final class ObjectStore: @unchecked Sendable {
     func discard(_ s: Staged) {
         if let area = s.area {
             try? area.fd.unlink(s.name)
-            s.fd.close()
+            try? s.fd.close()
             area.writers.leave()
             return
         }
         if let t = s.tempName { try? directory.unlink(t) }
-        s.fd.close()
+        try? s.fd.close()
     }
 
     /// Best effort: fs-verity on the new object (it needs a read-only
@@ -451,14 +444,14 @@ public final class ObjectStore: @unchecked Sendable {
         guard verityMayWork.load(ordering: .relaxed) else { return }
         staged.fd = reopenReadOnly(staged.fd)
         let e = FsVerity.enable(fd: staged.fd)
-        if e == .notTTY || e == .notSupported { verityMayWork.store(false, ordering: .relaxed) }
+        if e == .inappropriateIOCTLForDevice || e == .notSupported { verityMayWork.store(false, ordering: .relaxed) }
     }
 
     private func reopenReadOnly(_ rw: FileDescriptor) -> FileDescriptor {
         // Keep the writable descriptor if this fails: verity is best effort.
-        guard let ro = try? FileDescriptor.open(rw.procPath, O_RDONLY) else { return rw }
+        guard let ro = try? FileDescriptor.open(rw.procPath, .readOnly) else { return rw }
         try? ro.lock(exclusive: false)   // keep a named temporary file claimed across the reopen
-        rw.close()
+        try? rw.close()
         return ro
     }
 
@@ -491,8 +484,8 @@ public final class ObjectStore: @unchecked Sendable {
                     if n == 0 { break }   // source shorter than expected: the check finds it
                     done += UInt64(n)
                 } catch {
-                    if error == .noSystemCall || error == .crossDevice { copyFileRangeWorks.store(false, ordering: .relaxed) }
-                    if [.noSystemCall, .crossDevice, .notSupported, .notPermitted, .invalidArgument, .badFileDescriptor].contains(error) { break }
+                    if error == .noFunction || error == .improperLink { copyFileRangeWorks.store(false, ordering: .relaxed) }
+                    if [.noFunction, .improperLink, .notSupported, .notPermitted, .invalidArgument, .badFileDescriptor].contains(error) { break }
                     throw .copy(source: sourcePath, errno: error)
                 }
             }

@@ -33,7 +33,7 @@ extension ObjectStore {
             self.fd = fd
         }
 
-        deinit { fd.close() }
+        deinit { try? fd.close() }
 
         /// A new area in `store`, locked as this run's.
         static func make(in store: ObjectStore) throws(Error) -> StagingArea {
@@ -47,7 +47,7 @@ extension ObjectStore {
                 }
                 let fd: FileDescriptor
                 do {
-                    fd = try .open(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, relativeTo: store.directory)
+                    fd = try .open(name, .readOnly, options: [.directory, .noFollow], relativeTo: store.directory)
                     try fd.lock(exclusive: false)
                 } catch {
                     throw .store(path: store.path.appending(name.bytes), operation: .creatingTemporary, errno: error)
@@ -58,7 +58,7 @@ extension ObjectStore {
                    mine.st_ino == there.st_ino && mine.st_dev == there.st_dev {
                     return StagingArea(name: name, fd: fd)
                 }
-                fd.close()
+                try? fd.close()
             }
             throw .store(path: store.path, operation: .creatingTemporary, errno: .fileExists)
         }
@@ -90,11 +90,11 @@ extension ObjectStore {
         /// Unlinks the files in directory `name` of `parent`, then the
         /// directory itself.
         static func empty(_ name: FilePath, in parent: FileDescriptor) {
-            guard let dir = try? FileDescriptor.open(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, relativeTo: parent) else {
+            guard let dir = try? FileDescriptor.open(name, .readOnly, options: [.directory, .noFollow], relativeTo: parent) else {
                 try? parent.unlink(name)   // not a directory (or gone)
                 return
             }
-            defer { dir.close() }
+            defer { try? dir.close() }
             for n in (try? ObjectStore.entries(of: dir, at: name)) ?? [] { try? dir.unlink(FilePath(bytes: n)) }
             try? parent.unlink(name, directory: true)
         }
@@ -111,8 +111,8 @@ extension ObjectStore {
     func removeIfAbandoned(_ name: FilePath) -> Bool {
         // Only files and directories are opened (never a device or a FIFO).
         guard let kind = try? directory.stat(name).st_mode & S_IFMT, kind == S_IFREG || kind == S_IFDIR,
-              let t = try? FileDescriptor.open(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, relativeTo: directory) else { return false }
-        defer { t.close() }
+              let t = try? FileDescriptor.open(name, .readOnly, options: [.noFollow, .nonBlocking], relativeTo: directory) else { return false }
+        defer { try? t.close() }
         guard (try? t.lock(exclusive: true, wait: false)) != nil, let st = try? t.stat() else { return false }
         if (st.st_mode & S_IFMT) != S_IFDIR { return (try? directory.unlink(name)) != nil }
         // An area: fan-out directories of objects.
@@ -158,7 +158,7 @@ extension ObjectStore {
     func createInArea(_ name: [UInt8], fanOut first: UInt8) throws(Error) -> Staged {
         try asWriter(of: first) { area throws(Error) in
             let fd: FileDescriptor
-            do throws(Errno) { fd = try .open(FilePath(bytes: name), O_RDWR | O_CREAT | O_EXCL, mode: 0o644, relativeTo: area.fd) } catch {
+            do throws(Errno) { fd = try .open(FilePath(bytes: name), .readWrite, options: [.create, .exclusiveCreate], permissions: 0o644, relativeTo: area.fd) } catch {
                 throw .store(path: area.shown(name, in: self), operation: .creatingTemporary, errno: error)
             }
             return Staged(fd: fd, name: FilePath(bytes: name), tempName: nil, needsMode: Self.umaskStripsObjectMode, area: area)

@@ -91,10 +91,10 @@ extension StoreMaintenance {
                        hasher: FsVerity.Hasher) -> String? {
         let name = FilePath(bytes: id.path)
         let fd: FileDescriptor
-        do { fd = try .open(name, O_RDONLY | O_NOFOLLOW, relativeTo: store.directory) } catch {
+        do { fd = try .open(name, .readOnly, options: [.noFollow], relativeTo: store.directory) } catch {
             return "cannot open: \(error)"
         }
-        defer { fd.close() }
+        defer { try? fd.close() }
         let measured: FsVerity.Measurement
         do { measured = try FsVerity.measure(fd: fd) } catch { return "cannot measure: \(error)" }
         let expected = id.digest

@@ -99,10 +99,10 @@ extension ObjectStore {
                 continue
             }
             let fan: FileDescriptor
-            do { fan = try .open(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, relativeTo: directory) } catch {
+            do { fan = try .open(name, .readOnly, options: [.directory, .noFollow], relativeTo: directory) } catch {
                 throw .store(path: path.appending(e), operation: .reading, errno: error)
             }
-            defer { fan.close() }
+            defer { try? fan.close() }
             for o in try Self.entries(of: fan, at: path.appending(e)).sorted(by: { compareBytes($0, $1) < 0 }) {
                 let rel = FilePath(bytes: e + [UInt8(ascii: "/")] + o)
                 if Self.isDamagedName(o) {
@@ -138,7 +138,7 @@ extension ObjectStore {
     /// (`dir` may be an O_PATH one, and keeps its position).
     static func entries(of dir: FileDescriptor, at shown: FilePath) throws(Error) -> [[UInt8]] {
         var stream: DirectoryStream
-        do { stream = try DirectoryStream(try .open(".", O_RDONLY | O_DIRECTORY, relativeTo: dir)) } catch {
+        do { stream = try DirectoryStream(try .open(".", .readOnly, options: [.directory], relativeTo: dir)) } catch {
             throw .store(path: shown, operation: .reading, errno: error)
         }
         var out: [[UInt8]] = []

@@ -33,19 +33,19 @@ extension ObjectStore {
         /// EWOULDBLOCK.
         public init(store: FilePath, _ kind: Kind, wait: Bool = true) throws(Error) {
             do {
-                fd = try .open(store, O_RDONLY | O_DIRECTORY)
+                fd = try .open(store, .readOnly, options: [.directory])
             } catch {
                 throw .store(path: store, operation: .opening, errno: error)
             }
             do {
                 try fd.lock(exclusive: kind == .exclusive, wait: wait)
             } catch {
-                fd.close()
+                try? fd.close()
                 throw .store(path: store, operation: .locking, errno: error)
             }
             self.kind = kind
         }
 
-        deinit { fd.close() }
+        deinit { try? fd.close() }
     }
 }

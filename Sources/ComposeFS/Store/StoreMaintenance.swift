@@ -53,7 +53,7 @@ public enum StoreMaintenance {
         while let d = pending.popLast() {
             var names: [[UInt8]] = []
             do {
-                var stream = try DirectoryStream(try .open(d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW))
+                var stream = try DirectoryStream(try .open(d, .readOnly, options: [.directory, .noFollow]))
                 while let name = try stream.next() { names.append(Array(name)) }
             } catch {
                 throw .access(path: d, errno: error)
@@ -70,8 +70,8 @@ public enum StoreMaintenance {
                 case S_IFREG:
                     if isImage(path) { roots.images.append(path) } else { roots.skipped.append((path, "not a composefs image")) }
                 case S_IFLNK:
-                    if let target = try? FileDescriptor.open(path, O_RDONLY), let tst = try? target.stat() {
-                        defer { target.close() }
+                    if let target = try? FileDescriptor.open(path, .readOnly), let tst = try? target.stat() {
+                        defer { try? target.close() }
                         if (tst.st_mode & S_IFMT) == S_IFREG && isImage(path) {
                             roots.images.append(path)
                         } else {
@@ -89,8 +89,8 @@ public enum StoreMaintenance {
 
     /// Whether `path` starts with a composefs header.
     static func isImage(_ path: FilePath) -> Bool {
-        guard let fd = try? FileDescriptor.open(path, O_RDONLY) else { return false }
-        defer { fd.close() }
+        guard let fd = try? FileDescriptor.open(path, .readOnly) else { return false }
+        defer { try? fd.close() }
         var header = [UInt8](repeating: 0, count: ComposefsHeader.size)
         let n = try? withMutableBytes(&header) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try fd.readAll(into: b, at: 0) }
         guard n == ComposefsHeader.size, let h = try? ImageReader.header(header) else { return false }
@@ -104,12 +104,12 @@ public enum StoreMaintenance {
         let fd: FileDescriptor
         let size: Int
         do throws(Errno) {
-            fd = try .open(image, O_RDONLY)
-            do { size = Int(try fd.stat().st_size) } catch { fd.close(); throw error }
+            fd = try .open(image, .readOnly)
+            do { size = Int(try fd.stat().st_size) } catch { try? fd.close(); throw error }
         } catch {
             throw .access(path: image, errno: error)
         }
-        defer { fd.close() }
+        defer { try? fd.close() }
         var out = Set<ObjectID>()
         let reader: ByteReader
         do { reader = try ByteReader(readingAll: fd, size: size) } catch { throw .image(path: image, .truncated(error)) }

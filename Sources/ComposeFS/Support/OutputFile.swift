@@ -129,7 +129,7 @@ public final class OutputFile {
 
     /// What a directory answers when a new file or a rename there is not
     /// allowed: an existing file in it is then written in place.
-    static let refusedDirectory: Set<Errno> = [.permissionDenied, .notPermitted, .readOnlyFilesystem]
+    static let refusedDirectory: Set<Errno> = [.permissionDenied, .notPermitted, .readOnlyFileSystem]
 
     /// Writes every byte of `bytes`.
     public func write(_ bytes: [UInt8]) throws(Error) {
@@ -148,7 +148,7 @@ public final class OutputFile {
                 // An anonymous file gets a name only for the rename.
                 if temporary == nil { temporary = try Self.link(fd, beside: final) }
                 self.fd = nil
-                try fd.closeChecked()
+                try fd.close()
                 try FileDescriptor.currentDirectory.rename(temporary!, to: final, in: .currentDirectory)
                 temporary = nil
             } catch {
@@ -160,7 +160,7 @@ public final class OutputFile {
         default:
             if restoreLength != nil { try syncInPlace(fd) }
             self.fd = nil
-            do { try fd.closeChecked() } catch { throw .write(path: path, errno: error) }
+            do { try fd.close() } catch { throw .write(path: path, errno: error) }
         }
         finished = true
     }
@@ -177,7 +177,7 @@ public final class OutputFile {
         guard !finished else { return }
         finished = true
         if let restoreLength, let fd { try? fd.truncate(to: restoreLength) }
-        if let fd, target != .standardOutput { fd.close() }
+        if let fd, target != .standardOutput { try? fd.close() }
         fd = nil
         if let temporary { try? FileDescriptor.currentDirectory.unlink(temporary) }
         temporary = nil
@@ -223,15 +223,15 @@ public final class OutputFile {
             default: throw Errno.invalidArgument
             }
         }
-        throw Errno.tooManySymbolicLinks
+        throw Errno.tooManySymbolicLinkLevels
     }
 
     /// Whether the symbolic link at `path` lives in procfs (`/proc/self/fd/N`
     /// and its kin): following it by name would miss deleted files, pipes
     /// and files of other mount namespaces.
     static func isProcLink(_ path: FilePath) throws(Errno) -> Bool {
-        let link = try FileDescriptor.open(path, FileDescriptor.pathOnly | O_NOFOLLOW)
-        defer { link.close() }
+        let link = try FileDescriptor.open(path, .readOnly, options: [.path, .noFollow])
+        defer { try? link.close() }
         return try link.filesystemType() == procSuperMagic
     }
 
@@ -241,7 +241,7 @@ public final class OutputFile {
     /// this process's user (who is not root): a rename over the file would
     /// then be refused.
     static func stickyForbidsReplacing(_ file: stat, in directory: FilePath) -> Bool {
-        let me = geteuid()
+        let me = CurrentProcess.effectiveUserID
         guard me != 0, file.st_uid != me, let dir = try? FileDescriptor.currentDirectory.stat(following: directory) else { return false }
         return dir.st_mode & S_ISVTX != 0 && dir.st_uid != me
     }
@@ -263,7 +263,7 @@ public final class OutputFile {
 
     /// As `fopen(path, "we")` opens it.
     static func openInPlace(_ path: FilePath) throws(Error) -> FileDescriptor {
-        do { return try .open(path, O_WRONLY | O_CREAT | O_TRUNC) } catch { throw .open(path: path, errno: error) }
+        do { return try .open(path, .writeOnly, options: [.create, .truncate]) } catch { throw .open(path: path, errno: error) }
     }
 
     /// A descriptor's file: reopened through its magic link `link` (reached
@@ -276,9 +276,9 @@ public final class OutputFile {
     /// back to.
     static func openDescriptorFile(_ path: FilePath, link: FilePath) throws(Error) -> (FileDescriptor, Int?) {
         do {
-            let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC)
+            let fd = try FileDescriptor.open(path, .writeOnly, options: [.create, .truncate])
             return (fd, isRegularFile(fd) ? 0 : nil)
-        } catch where [.permissionDenied, .notPermitted, .noSuchDeviceOrAddress, .readOnlyFilesystem].contains(error) {
+        } catch where [.permissionDenied, .notPermitted, .noSuchAddressOrDevice, .readOnlyFileSystem].contains(error) {
             guard let own = ownDescriptor(link), let flags = try? own.statusFlags(),
                   flags & O_ACCMODE == O_WRONLY || flags & O_ACCMODE == O_RDWR else { throw .open(path: path, errno: error) }
             do {
@@ -295,7 +295,7 @@ public final class OutputFile {
     /// N of `/proc/self/fd/N` or `/dev/fd/N`, when `path` names one of this
     /// process's descriptors.
     static func ownDescriptor(_ path: FilePath) -> FileDescriptor? {
-        for prefix in ["/proc/self/fd/", "/dev/fd/", "/proc/\(getpid())/fd/"] {
+        for prefix in ["/proc/self/fd/", "/dev/fd/", "/proc/\(CurrentProcess.id)/fd/"] {
             let p = Array(prefix.utf8)
             guard path.bytes.starts(with: p), let n = Int32(String(decoding: path.bytes.dropFirst(p.count), as: UTF8.self)),
                   n >= 0 else { continue }
@@ -314,7 +314,7 @@ public final class OutputFile {
     static func createTemporary(beside final: FilePath, like existing: stat?) throws(Errno) -> (FileDescriptor, FilePath?) {
         let (fd, name): (FileDescriptor, FilePath?)
         do {
-            fd = try FileDescriptor.open(final.directory, FileDescriptor.temporaryFile | O_WRONLY, mode: 0o666)
+            fd = try FileDescriptor.open(final.directory, .writeOnly, options: [.temporaryFile], permissions: 0o666)
             name = nil
         } catch where error == .notSupported || error == .isDirectory || error == .invalidArgument {
             (fd, name) = try createNamed(beside: final)
@@ -322,9 +322,9 @@ public final class OutputFile {
         if let existing {
             do throws(Errno) {
                 try fd.changeMode(existing.st_mode & 0o777)
-                if geteuid() == 0 { try fd.changeOwner(user: existing.st_uid, group: existing.st_gid) }
+                if CurrentProcess.effectiveUserID == 0 { try fd.changeOwner(user: existing.st_uid, group: existing.st_gid) }
             } catch {
-                fd.close()
+                try? fd.close()
                 if let name { try? FileDescriptor.currentDirectory.unlink(name) }
                 throw error
             }
@@ -336,7 +336,7 @@ public final class OutputFile {
         for _ in 0..<100 {
             let name = temporaryName(beside: final)
             do {
-                return (try FileDescriptor.open(name, O_WRONLY | O_CREAT | O_EXCL, mode: 0o666), name)
+                return (try FileDescriptor.open(name, .writeOnly, options: [.create, .exclusiveCreate], permissions: 0o666), name)
             } catch where error == .fileExists {
                 continue
             }

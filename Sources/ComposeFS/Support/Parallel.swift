@@ -1,4 +1,3 @@
-import CComposeFSShims
 import Glibc
 import Synchronization
 
@@ -6,11 +5,7 @@ import Synchronization
 /// runtime beyond libc).
 enum Parallel {
     /// CPUs in this process's affinity mask (what `--threads` defaults to).
-    static var availableCPUs: Int {
-        let n = Int(cfs_affinity_cpu_count())
-        if n > 0 { return n }
-        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    }
+    static var availableCPUs: Int { CurrentProcess.availableCPUs }
 
     /// Calls `body(index, worker)` for every index in `0..<count` on up to
     /// `threads` threads that pull indices from a shared counter. `worker`
@@ -49,7 +44,7 @@ enum Parallel {
 /// others run on new threads; `start` runs them all in the background
 /// until `join`.
 final class Workers: @unchecked Sendable {
-    private var threads: [pthread_t] = []
+    private var threads: [SystemThread] = []
 
     /// Runs `body(0..<count)` concurrently and returns when all are done.
     static func run(count: Int, _ body: @escaping (Int) -> Void) {
@@ -62,29 +57,18 @@ final class Workers: @unchecked Sendable {
     /// Starts `count` threads running `body(first + k)`.
     func start(count: Int, first: Int = 0, _ body: @escaping (Int) -> Void) {
         for k in 0..<max(0, count) {
-            let job = Job { body(first + k) }
-            let context = Unmanaged.passRetained(job).toOpaque()
-            var thread = pthread_t()
-            if pthread_create(&thread, nil, { context in
-                Unmanaged<Job>.fromOpaque(context!).takeRetainedValue().work()
-                return nil
-            }, context) == 0 {
-                threads.append(thread)
-            } else {
+            do {
+                threads.append(try SystemThread { body(first + k) })
+            } catch {
                 // No thread to be had: do the share here, now.
-                Unmanaged<Job>.fromOpaque(context).takeRetainedValue().work()
+                body(first + k)
             }
         }
     }
 
     func join() {
-        for t in threads { pthread_join(t, nil) }
+        for t in threads { t.join() }
         threads = []
-    }
-
-    private final class Job: @unchecked Sendable {
-        let work: () -> Void
-        init(_ work: @escaping () -> Void) { self.work = work }
     }
 }
 
@@ -92,67 +76,39 @@ final class Workers: @unchecked Sendable {
 /// a job is there, or returns nil once the producer has finished and the
 /// queue is empty, or once the work was stopped.
 final class JobQueue<Job>: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let ready = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var jobs: [Job] = []
-    private var next = 0
-    private var finished = false
-    private var stopped = false
-
-    init() {
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(ready, nil)
+    private struct State {
+        var jobs: [Job] = []
+        var next = 0
+        var finished = false
+        var stopped = false
     }
 
-    deinit {
-        pthread_cond_destroy(ready)
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-        ready.deallocate()
-    }
+    private let state = ConditionLocked(State())
 
     func add(_ batch: [Job]) {
         guard !batch.isEmpty else { return }
-        pthread_mutex_lock(mutex)
-        jobs.append(contentsOf: batch)
-        pthread_cond_broadcast(ready)
-        pthread_mutex_unlock(mutex)
+        state.update { $0.jobs.append(contentsOf: batch) }
     }
 
     /// No more jobs will come.
-    func finish() {
-        pthread_mutex_lock(mutex)
-        finished = true
-        pthread_cond_broadcast(ready)
-        pthread_mutex_unlock(mutex)
-    }
+    func finish() { state.update { $0.finished = true } }
 
     /// Hand out nothing more (after a failure).
-    func stop() {
-        pthread_mutex_lock(mutex)
-        stopped = true
-        pthread_cond_broadcast(ready)
-        pthread_mutex_unlock(mutex)
-    }
+    func stop() { state.update { $0.stopped = true } }
 
-    var isStopped: Bool {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return stopped
-    }
+    var isStopped: Bool { state.withLock { s, _ in s.stopped } }
 
     func take() -> Job? {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        while true {
-            if stopped { return nil }
-            if next < jobs.count {
-                let job = jobs[next]
-                next += 1
-                return job
+        state.withLock { s, waiter in
+            while true {
+                if s.stopped { return nil }
+                if s.next < s.jobs.count {
+                    s.next += 1
+                    return s.jobs[s.next - 1]
+                }
+                if s.finished { return nil }
+                waiter.wait()
             }
-            if finished { return nil }
-            pthread_cond_wait(ready, mutex)
         }
     }
 }

@@ -9,7 +9,7 @@ struct DirectoryStream: ~Copyable {
     init(_ fd: FileDescriptor) throws(Errno) {
         guard let h = fdopendir(fd.rawValue) else {
             let e = Errno.current
-            fd.close()
+            try? fd.close()
             throw e
         }
         handle = h

@@ -15,9 +15,34 @@ public struct FileDescriptor: Hashable, Sendable {
     /// `AT_FDCWD`: names relative to it are relative to the working directory.
     public static let currentDirectory = FileDescriptor(rawValue: AT_FDCWD)
 
-    /// Open flags Swift's Glibc module does not export.
-    public static let pathOnly = cfs_o_path()
-    public static let temporaryFile = cfs_o_tmpfile()
+    /// How a file is opened for access (swift-system's names).
+    public struct AccessMode: RawRepresentable, Sendable, Hashable {
+        public var rawValue: Int32
+        public init(rawValue: Int32) { self.rawValue = rawValue }
+
+        public static let readOnly = AccessMode(rawValue: O_RDONLY)
+        public static let writeOnly = AccessMode(rawValue: O_WRONLY)
+        public static let readWrite = AccessMode(rawValue: O_RDWR)
+    }
+
+    /// `open(2)` flags (swift-system's names; `path` and `temporaryFile`
+    /// are Linux's `O_PATH` and `O_TMPFILE`). Every descriptor is opened
+    /// close-on-exec.
+    public struct OpenOptions: OptionSet, Sendable, Hashable {
+        public var rawValue: Int32
+        public init(rawValue: Int32) { self.rawValue = rawValue }
+
+        public static let append = OpenOptions(rawValue: O_APPEND)
+        public static let create = OpenOptions(rawValue: O_CREAT)
+        public static let truncate = OpenOptions(rawValue: O_TRUNC)
+        public static let exclusiveCreate = OpenOptions(rawValue: O_EXCL)
+        public static let noFollow = OpenOptions(rawValue: O_NOFOLLOW)
+        public static let directory = OpenOptions(rawValue: O_DIRECTORY)
+        public static let nonBlocking = OpenOptions(rawValue: O_NONBLOCK)
+        public static let noControllingTerminal = OpenOptions(rawValue: O_NOCTTY)
+        public static let path = OpenOptions(rawValue: cfs_o_path())
+        public static let temporaryFile = OpenOptions(rawValue: cfs_o_tmpfile())
+    }
 
     /// Calls `body` until it does not fail with EINTR: -1 and errno mean failure.
     @inline(__always)
@@ -31,23 +56,30 @@ public struct FileDescriptor: Hashable, Sendable {
     }
 
     /// `openat(2)`; `relativeTo` nil means the working directory.
-    public static func open(_ path: FilePath, _ flags: Int32, mode: mode_t = 0o666,
+    /// `permissions` (before the umask) apply to a file it creates.
+    public static func open(_ path: FilePath, _ mode: AccessMode, options: OpenOptions = [], permissions: mode_t = 0o666,
                             relativeTo dir: FileDescriptor? = nil) throws(Errno) -> FileDescriptor {
         try SystemFaults.check(.open, path, dir)
         let fd = try path.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
-            try retrying { openat(dir?.rawValue ?? AT_FDCWD, p, flags | O_CLOEXEC, mode) }
+            try retrying { openat(dir?.rawValue ?? AT_FDCWD, p, mode.rawValue | options.rawValue | O_CLOEXEC, permissions) }
         }
         return FileDescriptor(rawValue: fd)
     }
 
-    public func close() { _ = Glibc.close(rawValue) }
-
-    /// `close(2)` where its error matters (the last step of writing a
-    /// file: a deferred write error shows here). Not retried on EINTR: the
-    /// descriptor is gone either way.
-    public func closeChecked() throws(Errno) {
+    /// `close(2)`. The descriptor is gone afterwards whatever the result
+    /// (not retried on EINTR); an error reports a deferred write failure,
+    /// which matters for a file just written, not for one just read
+    /// (`try?` there).
+    public func close() throws(Errno) {
         try SystemFaults.check(.close, nil, self)
         if Glibc.close(rawValue) != 0 { throw Errno.current }
+    }
+
+    /// Runs `body`, then closes the descriptor (swift-system's name); an
+    /// error of `body` wins over one of closing.
+    public func closeAfter<R, E: Swift.Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        defer { try? close() }
+        return try body()
     }
 
     /// A stream connection to the Unix-domain socket bound at `path`.
@@ -56,7 +88,7 @@ public struct FileDescriptor: Hashable, Sendable {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard path.bytes.count < capacity, !path.bytes.contains(0) else { throw Errno.nameTooLong }
+        guard path.bytes.count < capacity, !path.bytes.contains(0) else { throw Errno.fileNameTooLong }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: path.bytes)
         }
@@ -67,7 +99,7 @@ public struct FileDescriptor: Hashable, Sendable {
         }
         guard rc == 0 else {
             let e = Errno.current
-            fd.close()
+            try? fd.close()
             throw e
         }
         return fd
@@ -193,7 +225,7 @@ public struct FileDescriptor: Hashable, Sendable {
     public func readLink(_ name: FilePath) throws(Errno) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
         let n = try withMutableBytes(&buffer) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try readLink(name, into: b) }
-        guard n < buffer.count else { throw Errno.nameTooLong }
+        guard n < buffer.count else { throw Errno.fileNameTooLong }
         return Array(buffer[0..<n])
     }
 
@@ -293,13 +325,6 @@ public struct FileDescriptor: Hashable, Sendable {
                 try Self.retrying { linkat(AT_FDCWD, src, directory?.rawValue ?? AT_FDCWD, dst, AT_SYMLINK_FOLLOW) }
             }
         }
-    }
-
-    // MARK: Namespaces
-
-    /// `setns(2)` into the mount namespace this descriptor refers to.
-    public func enterMountNamespace() throws(Errno) {
-        _ = try Self.retrying { cfs_setns_mount(rawValue) }
     }
 
     // MARK: Copies

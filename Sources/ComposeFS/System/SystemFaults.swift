@@ -3,27 +3,27 @@ import Synchronization
 
 /// The system calls the library makes, by what they do: fault injection
 /// chooses by these.
-public enum SystemCall: String, Sendable, CaseIterable {
+enum SystemCall: String, Sendable, CaseIterable {
     case open, close, read, write, stat, readLink, listXattrs, getXattr
-    case mkdir, link, rename, unlink, sync, chmod, copy, lock
+    case mkdir, link, rename, unlink, sync, chmod, copy, lock, mount, ioctl
 }
 
 /// A test hook that makes chosen system calls fail as if the kernel had
 /// refused them: every wrapper in the system layer asks it first (one
 /// relaxed atomic load while it is off). The rule sees the call and the
 /// path when there is one.
-public enum SystemFaults {
-    public struct Call: Sendable {
-        public var call: SystemCall
+enum SystemFaults {
+    struct Call: Sendable {
+        var call: SystemCall
         /// The path the call names, if any.
-        public var path: FilePath?
+        var path: FilePath?
         /// The descriptor it works on, if any.
-        public var descriptor: FileDescriptor?
+        var descriptor: FileDescriptor?
 
         /// The file the call is about: its path, else where its descriptor
         /// points (`/proc/self/fd/N`; an anonymous file shows its
         /// directory and "(deleted)").
-        public var file: FilePath? {
+        var file: FilePath? {
             if let path, path.bytes.first == UInt8(ascii: "/") { return path }
             guard let descriptor, descriptor.rawValue >= 0 || descriptor.rawValue == AT_FDCWD else { return path }
             var buf = [UInt8](repeating: 0, count: 4096)
@@ -37,19 +37,19 @@ public enum SystemFaults {
         }
     }
 
-    public typealias Rule = @Sendable (Call) -> Errno?
+    typealias Rule = @Sendable (Call) -> Errno?
 
     private static let enabled = Atomic<Bool>(false)
     private static let rule = Locked<Rule?>(nil)
 
     /// Until `clear()`, every system call `rule` returns an errno for fails
     /// with it (without being made).
-    public static func inject(_ rule: @escaping Rule) {
+    static func inject(_ rule: @escaping Rule) {
         self.rule.withLock { $0 = rule }
         enabled.store(true, ordering: .sequentiallyConsistent)
     }
 
-    public static func clear() {
+    static func clear() {
         enabled.store(false, ordering: .sequentiallyConsistent)
         rule.withLock { $0 = nil }
     }

@@ -60,8 +60,8 @@ public enum FsVerity {
     /// Digest of the file at `path`.
     public static func digest(path: FilePath) throws(Error) -> [UInt8] {
         let fd: FileDescriptor
-        do { fd = try .open(path, O_RDONLY) } catch { throw .io(path: path, errno: error) }
-        defer { fd.close() }
+        do { fd = try .open(path, .readOnly) } catch { throw .io(path: path, errno: error) }
+        defer { try? fd.close() }
         return try digest(fd: fd, path: path)
     }
 

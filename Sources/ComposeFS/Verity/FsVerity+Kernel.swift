@@ -1,4 +1,3 @@
-import CComposeFSShims
 import Glibc
 
 extension FsVerity {
@@ -13,23 +12,21 @@ extension FsVerity {
     /// `FS_IOC_MEASURE_VERITY`: the one place the ioctl is wrapped.
     /// Throws for errors other than "no verity here".
     public static func measure(fd: FileDescriptor, path: FilePath = "") throws(Error) -> Measurement {
-        var buf = [UInt8](repeating: 0, count: 64)
-        var alg: UInt16 = 0
-        let n = buf.withUnsafeMutableBufferPointer { cfs_measure_verity(fd.rawValue, $0.baseAddress, 64, &alg) }
-        if n < 0 {
-            let e = Errno.current
-            if e == .noData || e == .notSupported || e == .notTTY { return .unavailable(e) }
-            throw .io(path: path, errno: e)
+        let measured: [UInt8]
+        do { measured = try fd.measureVerity().digest } catch {
+            if error == .noData || error == .notSupported || error == .inappropriateIOCTLForDevice { return .unavailable(error) }
+            throw .io(path: path, errno: error)
         }
-        guard n == digestSize else { throw .io(path: path, errno: .invalidArgument) }
-        return .digest(Array(buf[0..<Int(n)]))
+        guard measured.count == digestSize else { throw .io(path: path, errno: .invalidArgument) }
+        return .digest(measured)
     }
 
     /// `FS_IOC_ENABLE_VERITY` (SHA-256, 4096-byte blocks, no salt).
     /// Returns the errno on failure (callers decide whether it matters).
     @discardableResult
     public static func enable(fd: FileDescriptor) -> Errno? {
-        cfs_enable_verity(fd.rawValue) == 0 ? nil : Errno.current
+        do { try fd.enableVerity() } catch { return error }
+        return nil
     }
 
     /// The kernel's digest where it has one, otherwise computed in

@@ -1,0 +1,86 @@
+import CComposeFSShims
+import Glibc
+
+/// What the library and the tools ask of the running process: its ids,
+/// environment, CPUs and descriptor limit, and how it ends.
+public enum CurrentProcess {
+    public static var effectiveUserID: uid_t { geteuid() }
+    public static var effectiveGroupID: gid_t { getegid() }
+    public static var id: pid_t { getpid() }
+
+    /// An environment variable's value (as bytes become a String: lossy
+    /// only for invalid UTF-8, which no variable read here carries).
+    public static func environment(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+
+    /// Nanoseconds on the monotonic clock (`CLOCK_MONOTONIC`).
+    public static var monotonicNanoseconds: UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// Ends the process with `status`, without unwinding.
+    public static func exit(_ status: Int32) -> Never { Glibc.exit(status) }
+
+    /// CPUs in this process's affinity mask (what `--threads` defaults to).
+    public static var availableCPUs: Int {
+        let n = Int(cfs_affinity_cpu_count())
+        if n > 0 { return n }
+        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+
+    /// Raises the soft limit on open descriptors to the hard one; the soft
+    /// limit in force afterwards (capped at 2^20: RLIM_INFINITY is the
+    /// largest value), nil when it cannot be read.
+    public static func raiseOpenFileLimit() -> Int? {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return nil }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return Int(min(limit.rlim_cur, 1 << 20))
+    }
+}
+
+extension FileDescriptor {
+    /// Whether this is a terminal (`isatty(3)`).
+    public var isTerminal: Bool { isatty(rawValue) != 0 }
+}
+
+/// A thread of its own (a plain pthread: no pool, no runtime beyond libc),
+/// running `body` until `join()`.
+final class SystemThread: @unchecked Sendable {
+    private var thread = pthread_t()
+    private var joined = false
+
+    /// Starts `body` on a new thread; EAGAIN and the like when none is to be had.
+    init(_ body: @escaping () -> Void) throws(Errno) {
+        let job = Unmanaged.passRetained(Job(body)).toOpaque()
+        let rc = pthread_create(&thread, nil, { context in
+            Unmanaged<Job>.fromOpaque(context!).takeRetainedValue().work()
+            return nil
+        }, job)
+        guard rc == 0 else {
+            Unmanaged<Job>.fromOpaque(job).release()
+            throw Errno(rc)
+        }
+    }
+
+    /// Waits for the thread to end.
+    func join() {
+        guard !joined else { return }
+        joined = true
+        pthread_join(thread, nil)
+    }
+
+    deinit { join() }
+
+    private final class Job: @unchecked Sendable {
+        let work: () -> Void
+        init(_ work: @escaping () -> Void) { self.work = work }
+    }
+}
