@@ -43,7 +43,7 @@ enum ComposefsStore: Tool {
           --no-wait       gc: fail at once if a writer holds the store
           --repair        fsck: rename bad objects to STORE/xx/yyyy....damaged (kept, never
                           deleted; the next mkcomposefs --digest-store writes them anew)
-          --threads=N     fsck: threads for reading objects (default \(DirectoryScanner.defaultThreadCount))
+          --threads=N     fsck: threads for reading objects (default \(CurrentProcess.availableCPUs))
           -h, --help      Show this help
           --version       Show the version
 
@@ -99,7 +99,7 @@ enum ComposefsStore: Tool {
     }
 
     static func check(_ store: FilePath, _ images: [FilePath], _ arguments: Arguments, _ out: inout Output) throws(ToolFailure) {
-        var threads = DirectoryScanner.defaultThreadCount
+        var threads = CurrentProcess.availableCPUs
         if let t = arguments.lastText(Flag.threads) {
             guard let n = Int(t), n > 0 else { throw failure("Invalid threads count \(t)") }
             threads = n

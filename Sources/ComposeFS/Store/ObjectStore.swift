@@ -53,44 +53,30 @@ public final class ObjectStore: @unchecked Sendable {
     public let path: FilePath
     /// Whether objects can be added (opened with `init(path:)`).
     public let isWritable: Bool
-    let directory: FileDescriptor
     /// A writer's shared store lock, held while this object lives (and
     /// while anyone keeps it).
     public let lock: Lock?
+    /// The store on disk: the only way its names change.
+    let directory: StoreDirectory
+    /// Where new objects go, and what this run claimed.
+    let staging: StagingAreas
     /// Objects staged but not yet published, and their bytes: anonymous
     /// files (each holds its descriptor) and files in staging areas.
     private let pending = Locked<Pending>(Pending())
-    struct Pending {
+    private struct Pending {
         var objects: [Staged] = []
         var inAreas: [(area: StagingArea, name: FilePath)] = []
         var bytes: UInt64 = 0
     }
     /// Serialises batch commits (staging goes on meanwhile); counts them.
     private let committing = Locked<Int>(0)
-    /// What this run knows of the store's fan-out directories.
-    let fanOuts = Locked<FanOuts>(FanOuts())
-    struct FanOuts {
-        /// In the store.
-        var present: Set<UInt8> = []
-        /// Not in the store when looked for: their objects go to a staging area.
-        var absent: Set<UInt8> = []
-        /// Put in the store by this run: they held no object before it (one
-        /// a concurrent run adds meanwhile shows as EEXIST when publishing).
-        var made: Set<UInt8> = []
-    }
-    /// The staging area new objects of absent fan-out directories go to.
-    let areaState = Locked<StagingArea?>(nil)
-    /// Objects a `Writer` or `insertOnce` claimed in this run.
-    let written = Locked<Set<[UInt8]>>([])
-    private let tmpfileWorks = Atomic<Bool>(true)
-    private let copyFileRangeWorks = Atomic<Bool>(true)
-    private let verityMayWork = Atomic<Bool>(true)
+    private let writebackRunning = Atomic<Bool>(false)
 
     /// Objects per durability batch (each staged object holds a file
     /// descriptor until its batch is committed), and bytes. One `syncfs`
     /// costs a journal commit, so batches are as large as the descriptor
     /// limit comfortably allows.
-    let batchObjects: Int
+    private let batchObjects: Int
     static let batchBytes: UInt64 = 2 << 30
 
     /// Raises the soft descriptor limit to the hard one and returns a batch
@@ -100,6 +86,7 @@ public final class ObjectStore: @unchecked Sendable {
         return max(16, min(4096, (available - 256) / 4))
     }
 
+    /// A new object's file until it is named.
     struct Staged {
         var fd: FileDescriptor
         var name: FilePath
@@ -110,29 +97,6 @@ public final class ObjectStore: @unchecked Sendable {
         /// Set for a file in a staging area, at `name` there (this run is
         /// one of the area's writers until the file is staged or dropped).
         var area: StagingArea? = nil
-    }
-
-    /// Whether the process's umask takes bits off 0644 (from
-    /// /proc/self/status; umask(2) cannot be read without changing it).
-    static let umaskStripsObjectMode: Bool = {
-        guard let fd = try? FileDescriptor.open("/proc/self/status", .readOnly) else { return true }
-        defer { try? fd.close() }
-        var text = [UInt8](repeating: 0, count: 4096)
-        let n = (try? withMutableBytes(&text) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try fd.readAll(into: b, at: 0) }) ?? 0
-        let key = Array("\nUmask:\t".utf8)
-        guard n > 0, let at = text[..<n].firstRange(of: key) else { return true }
-        var mask: UInt32 = 0
-        for c in text[at.upperBound..<n] {
-            guard (0x30...0x37).contains(c) else { break }
-            mask = mask << 3 | UInt32(c - 0x30)
-        }
-        return mask & 0o644 != 0
-    }()
-
-    /// Mode 0644 on a new object, where its creation did not give it.
-    func setObjectMode(_ staged: Staged) throws(Error) {
-        guard staged.needsMode else { return }
-        do { try staged.fd.changeMode(0o644) } catch { throw .store(path: path, operation: .changingMode, errno: error) }
     }
 
     static func trimmed(_ path: FilePath) -> FilePath {
@@ -148,12 +112,15 @@ public final class ObjectStore: @unchecked Sendable {
         self.path = p
         try Self.makeDirectories(p)
         lock = try Lock(store: p, .shared)
-        do { directory = try .open(p, .readOnly, options: [.directory]) } catch {
-            throw .store(path: p, operation: .opening, errno: error)
-        }
+        directory = try StoreDirectory(p, writable: true)
+        staging = StagingAreas(directory)
         isWritable = true
         batchObjects = Self.chooseBatchSize()
-        removeAbandonedTemporaries()
+        // Named temporary files (the fallback for filesystems without
+        // O_TMPFILE) and staging areas of writers that died.
+        for name in (try? directory.entries()) ?? [] where hasPrefix(name, StoreDirectory.temporaryPrefix) {
+            _ = directory.removeIfAbandoned(FilePath(bytes: name))
+        }
     }
 
     /// Opens an existing store to look objects up: nothing is created,
@@ -161,36 +128,21 @@ public final class ObjectStore: @unchecked Sendable {
     public init(readingAt path: FilePath) throws(Error) {
         let p = Self.trimmed(path)
         self.path = p
-        do { directory = try .open(p, .readOnly, options: [.path, .directory]) } catch {
-            throw .store(path: p, operation: .opening, errno: error)
-        }
+        directory = try StoreDirectory(p, writable: false)
+        staging = StagingAreas(directory)
         isWritable = false
         lock = nil
         batchObjects = 0
     }
 
-    /// Named temporary files (the fallback for filesystems without
-    /// O_TMPFILE) and staging areas carry a shared lock while their run is
-    /// alive; one that can be locked exclusively was left by a run that
-    /// died, and is removed.
-    private func removeAbandonedTemporaries() {
-        for name in (try? Self.entries(of: directory, at: path)) ?? [] where hasPrefix(name, Self.temporaryPrefix) {
-            _ = removeIfAbandoned(FilePath(bytes: name))
-        }
-    }
-
-    deinit {
-        discardPending()
-        try? directory.close()
-    }
+    deinit { discardPending() }
 
     static func makeDirectories(_ path: FilePath) throws(Error) {
         var prefix: [UInt8] = path.bytes.first == UInt8(ascii: "/") ? [UInt8(ascii: "/")] : []
-        let cwd = FileDescriptor(rawValue: AT_FDCWD)
         for part in path.bytes.split(separator: UInt8(ascii: "/")) {
             if !prefix.isEmpty && prefix.last != UInt8(ascii: "/") { prefix.append(UInt8(ascii: "/")) }
             prefix.append(contentsOf: part)
-            do { try cwd.makeDirectory(FilePath(bytes: prefix), mode: 0o755) } catch where error != .fileExists {
+            do { try FileDescriptor.currentDirectory.makeDirectory(FilePath(bytes: prefix), mode: 0o755) } catch where error != .fileExists {
                 throw .store(path: FilePath(bytes: prefix), operation: .creating, errno: error)
             } catch {}
         }
@@ -200,14 +152,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// else under that name (a directory, a symlink) is an error, never
     /// taken for the object.
     public func contains(_ payload: [UInt8]) throws(Error) -> Bool {
-        let name = FilePath(bytes: payload)
-        let st: stat
-        do { st = try directory.stat(name) } catch {
-            guard error == .noSuchFileOrDirectory else { throw .store(path: path.appending(payload), operation: .checking, errno: error) }
-            return false
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .notAnObject(path: path.appending(payload)) }
-        return true
+        try directory.containsObject(payload)
     }
 
     /// Adds the contents of `source` (open for reading) as the object named
@@ -221,7 +166,7 @@ public final class ObjectStore: @unchecked Sendable {
         if try contains(name) { return }
         let staged = try createObjectFile(name, fanOut: digest[0])
         do throws(Error) {
-            try copy(from: source, to: staged.fd, size: size, sourcePath: sourcePath, scratch: scratch)
+            try directory.copy(from: source, to: staged.fd, size: size, sourcePath: sourcePath, scratch: scratch)
             // Verify what will be published: the object must hash to its name.
             let check: [UInt8]
             do { check = try FsVerity.digest(fd: staged.fd, path: sourcePath, buffer: scratch, hasher: hasher) } catch {
@@ -261,10 +206,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// on failure it is dropped.
     func stage(_ staged: Staged, as name: [UInt8], size: UInt64) throws(Error) {
         var s = staged
-        do throws(Error) {
-            try setObjectMode(s)
-            try enableVerity(&s)
-        } catch {
+        do throws(Error) { try directory.finishObject(&s) } catch {
             discard(s)
             throw error
         }
@@ -274,7 +216,7 @@ public final class ObjectStore: @unchecked Sendable {
 
     /// Queues a complete object for the next durability batch. A file in
     /// a staging area is closed (it needs no descriptor to be published).
-    func stage(_ staged: Staged, size: UInt64) throws(Error) {
+    private func stage(_ staged: Staged, size: UInt64) throws(Error) {
         if staged.area != nil { try? staged.fd.close() }
         let (full, early) = pending.withLock { p -> (Bool, Bool) in
             if let area = staged.area { p.inAreas.append((area, staged.name)) } else { p.objects.append(staged) }
@@ -292,7 +234,6 @@ public final class ObjectStore: @unchecked Sendable {
     /// used (the commit's own sync is what makes objects durable); the
     /// commit then finds little left to write.
     static let writebackStep: UInt64 = 8 << 20
-    private let writebackRunning = Atomic<Bool>(false)
     private func startWriteback() {
         guard writebackRunning.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
         DispatchQueue.global().async {
@@ -306,7 +247,7 @@ public final class ObjectStore: @unchecked Sendable {
         try committing.withLock { commits throws(Error) in
             commits += 1
             // Objects staged from here on go to a new area, and the next batch.
-            let area = takeArea()
+            let area = staging.takeArea()
             let (batch, inArea) = pending.withLock { p -> ([Staged], [FilePath]) in
                 let mine = p.inAreas.filter { $0.area === area }.map(\.name)
                 p.inAreas.removeAll { $0.area === area }
@@ -315,20 +256,20 @@ public final class ObjectStore: @unchecked Sendable {
                 return (p.objects, mine)
             }
             guard !batch.isEmpty || !inArea.isEmpty else {
-                area?.remove(from: self)
+                area?.remove(from: directory)
                 return
             }
             var failure: Error? = nil
             // 1. Data durable before any name appears.
-            do throws(Errno) { try directory.syncFilesystem() } catch { failure = .store(path: path, operation: .syncing, errno: error) }
+            do throws(Error) { try directory.syncFilesystem() } catch { failure = error }
             // 2. Names: the area's fan-out directories, then each
             // anonymous file on every CPU (each is a directory update of its
             // own; closing the files goes along).
             if let area {
                 if failure == nil {
-                    do throws(Error) { try publish(area, objects: inArea) } catch { failure = error }
+                    do throws(Error) { try staging.publish(area, objects: inArea) } catch { failure = error }
                 } else {
-                    area.remove(from: self)
+                    area.remove(from: directory)
                 }
             }
             let linkFailure = Locked<Error?>(nil)
@@ -336,14 +277,14 @@ public final class ObjectStore: @unchecked Sendable {
             let linking = failure == nil
             Parallel.forEach(count: batch.count, threads: Parallel.availableCPUs) { i, _ in
                 if linking && linkFailure.withLock({ $0 == nil }) {
-                    do throws(Error) { try self.link(staged.value[i]) } catch { linkFailure.withLock { if $0 == nil { $0 = error } } }
+                    do throws(Error) { try self.directory.name(staged.value[i]) } catch { linkFailure.withLock { if $0 == nil { $0 = error } } }
                 }
                 self.discard(staged.value[i])
             }
             if failure == nil { failure = linkFailure.withLock { $0 } }
             // 3. Names durable.
             if failure == nil {
-                do throws(Errno) { try directory.syncFilesystem() } catch { failure = .store(path: path, operation: .syncing, errno: error) }
+                do throws(Error) { try directory.syncFilesystem() } catch { failure = error }
             }
             if let failure { throw failure }
         }
@@ -362,7 +303,7 @@ public final class ObjectStore: @unchecked Sendable {
             return (dropped, inAreas)
         }
         for s in dropped { discard(s) }
-        for f in droppedInAreas { try? f.area.fd.unlink(f.name) }
+        for f in droppedInAreas { f.area.unlink(f.name) }
     }
 
     /// Drops staged objects without publishing them (after a failure), and
@@ -373,11 +314,8 @@ public final class ObjectStore: @unchecked Sendable {
             return (p.objects, p.inAreas)
         }
         for s in batch { discard(s) }
-        for f in inAreas { try? f.area.fd.unlink(f.name) }
-        areaState.withLock { current in
-            current?.remove(from: self)
-            current = nil
-        }
+        for f in inAreas { f.area.unlink(f.name) }
+        staging.discardCurrent()
     }
 
     // MARK: Internals
@@ -386,125 +324,21 @@ public final class ObjectStore: @unchecked Sendable {
     /// the store's fan-out directory `first`, or one named `name` in the
     /// staging area when the store has no such directory yet.
     func createObjectFile(_ name: [UInt8], fanOut first: UInt8) throws(Error) -> Staged {
-        switch try placement(first) {
-        case .store: try createTemporary(fanOut: first)
-        case .area: try createInArea(name, fanOut: first)
+        guard isWritable else { throw .store(path: path, operation: .writing, errno: .badFileDescriptor) }
+        switch try staging.placement(first) {
+        case .store: return try directory.createObjectFile(fanOut: first)
+        case .area: return try staging.createInArea(name, fanOut: first)
         }
     }
 
-    /// An anonymous file for a new object: in its fan-out directory when
-    /// that is known (the filesystem then spreads the objects' inodes as
-    /// it spread the directories, instead of crowding the store's own
-    /// group), else in the store directory.
-    func createTemporary(fanOut: UInt8? = nil) throws(Error) -> Staged {
-        if tmpfileWorks.load(ordering: .relaxed) {
-            let at = fanOut.map(Self.fanOutName) ?? "."
-            do {
-                let t = try FileDescriptor.open(at, .readWrite, options: [.temporaryFile], permissions: 0o644, relativeTo: directory)
-                return Staged(fd: t, name: "", tempName: nil, needsMode: Self.umaskStripsObjectMode)
-            } catch {
-                guard error == .notSupported || error == .isDirectory || error == .invalidArgument
-                        || error == .noSuchFileOrDirectory else {
-                    throw .store(path: path, operation: .creatingTemporary, errno: error)
-                }
-                tmpfileWorks.store(false, ordering: .relaxed)
-            }
-        }
-        let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
-        for _ in 0..<100 {
-            let name = FilePath(bytes: Array(".tmp-".utf8) + (0..<12).map { _ in letters.randomElement()! })
-            do {
-                let t = try FileDescriptor.open(name, .readWrite, options: [.create, .exclusiveCreate], permissions: 0o600, relativeTo: directory)
-                try? t.lock(exclusive: false)   // held (shared) until the file is renamed or removed
-                return Staged(fd: t, name: "", tempName: name)
-            } catch where error == .fileExists {
-                continue
-            } catch {
-                throw .store(path: path, operation: .creatingTemporary, errno: error)
-            }
-        }
-        throw .store(path: path, operation: .creatingTemporary, errno: .fileExists)
-    }
-
+    /// Drops a new object's file (it is not published).
     func discard(_ s: Staged) {
         if let area = s.area {
-            try? area.fd.unlink(s.name)
+            area.unlink(s.name)
             try? s.fd.close()
             area.writers.leave()
             return
         }
-        if let t = s.tempName { try? directory.unlink(t) }
-        try? s.fd.close()
-    }
-
-    /// Best effort: fs-verity on the new object (it needs a read-only
-    /// descriptor and no writer). Once the kernel or filesystem says it has
-    /// no fs-verity, later objects skip the attempt.
-    func enableVerity(_ staged: inout Staged) throws(Error) {
-        guard verityMayWork.load(ordering: .relaxed) else { return }
-        staged.fd = reopenReadOnly(staged.fd)
-        let e = FsVerity.enable(fd: staged.fd)
-        if e == .inappropriateIOCTLForDevice || e == .notSupported { verityMayWork.store(false, ordering: .relaxed) }
-    }
-
-    private func reopenReadOnly(_ rw: FileDescriptor) -> FileDescriptor {
-        // Keep the writable descriptor if this fails: verity is best effort.
-        guard let ro = try? FileDescriptor.open(rw.procPath, .readOnly) else { return rw }
-        try? ro.lock(exclusive: false)   // keep a named temporary file claimed across the reopen
-        try? rw.close()
-        return ro
-    }
-
-    private func link(_ s: Staged) throws(Error) {
-        do throws(Errno) {
-            if let t = s.tempName {
-                try directory.rename(t, to: s.name, in: directory)
-            } else {
-                try s.fd.link(as: s.name, in: directory)
-            }
-        } catch {
-            guard error == .fileExists else {
-                throw .store(path: path.appending(s.name.bytes), operation: .linking, errno: error)
-            }
-            // Another writer got there first; it must be the object.
-            _ = try contains(s.name.bytes)
-        }
-    }
-
-    /// Reflink, then copy_file_range, then read/write.
-    private func copy(from src: FileDescriptor, to dst: FileDescriptor, size: UInt64, sourcePath: FilePath,
-                      scratch: UnsafeMutableRawBufferPointer) throws(Error) {
-        if (try? dst.cloneContents(of: src)) != nil { return }
-        var done: UInt64 = 0
-        do { try src.seek(to: 0) } catch { throw .copy(source: sourcePath, errno: error) }
-        if copyFileRangeWorks.load(ordering: .relaxed) {
-            while done < size {
-                do {
-                    let n = try dst.copyRange(from: src, length: Int(min(size - done, 1 << 30)))
-                    if n == 0 { break }   // source shorter than expected: the check finds it
-                    done += UInt64(n)
-                } catch {
-                    if error == .noFunction || error == .improperLink { copyFileRangeWorks.store(false, ordering: .relaxed) }
-                    if [.noFunction, .improperLink, .notSupported, .notPermitted, .invalidArgument, .badFileDescriptor].contains(error) { break }
-                    throw .copy(source: sourcePath, errno: error)
-                }
-            }
-            if done >= size { return }
-        }
-        // read/write from where copy_file_range stopped.
-        do throws(Errno) {
-            try src.seek(to: Int(done))
-            try dst.seek(to: Int(done))
-        } catch {
-            throw .copy(source: sourcePath, errno: error)
-        }
-        while true {
-            let n: Int
-            do { n = try src.read(into: scratch) } catch { throw .copy(source: sourcePath, errno: error) }
-            if n == 0 { return }
-            do { try dst.writeAll(UnsafeRawBufferPointer(rebasing: scratch[0..<n])) } catch {
-                throw .store(path: path, operation: .writing, errno: error)
-            }
-        }
+        directory.discard(s)
     }
 }

@@ -128,7 +128,7 @@ public enum StoreMaintenance {
 
     /// `objects(of:)` of every image, on up to `threads` threads; the
     /// first error (in image order) is thrown.
-    public static func objects(of images: [FilePath], threads: Int = DirectoryScanner.defaultThreadCount)
+    public static func objects(of images: [FilePath], threads: Int = CurrentProcess.availableCPUs)
         throws(Error) -> [Set<ObjectID>] {
         let results = Locked<[Result<Set<ObjectID>, Error>?]>(Array(repeating: nil, count: images.count))
         Parallel.forEach(count: images.count, threads: threads) { i, _ in

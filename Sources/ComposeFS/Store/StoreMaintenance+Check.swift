@@ -33,7 +33,7 @@ extension StoreMaintenance {
     /// needs that are missing. `repair` (under the store's exclusive lock)
     /// moves bad objects aside. `progress` gets (objects, bytes) done.
     public static func check(store path: FilePath, images: [FilePath] = [], repair: Bool = false,
-                             threads: Int = DirectoryScanner.defaultThreadCount,
+                             threads: Int = CurrentProcess.availableCPUs,
                              progress: (@Sendable (Int, UInt64) -> Void)? = nil) throws(Error) -> Check {
         let store: ObjectStore
         do { store = try ObjectStore(readingAt: path) } catch { throw .store(error) }
@@ -89,9 +89,8 @@ extension StoreMaintenance {
     /// Why the object is bad, or nil when its contents are its name.
     static func verify(_ id: ObjectID, in store: ObjectStore, buffer: UnsafeMutableRawBufferPointer,
                        hasher: FsVerity.Hasher) -> String? {
-        let name = FilePath(bytes: id.path)
         let fd: FileDescriptor
-        do { fd = try .open(name, .readOnly, options: [.noFollow], relativeTo: store.directory) } catch {
+        do { fd = try store.directory.openObject(id) } catch {
             return "cannot open: \(error)"
         }
         defer { try? fd.close() }
@@ -117,21 +116,9 @@ extension StoreMaintenance {
     /// anew; kept, never deleted; and inside its fan-out directory, which
     /// every image hides, so it never shows in a mount.
     static func moveAside(_ ids: [ObjectID], in store: ObjectStore) throws(Error) -> [(id: ObjectID, to: FilePath)] {
-        let dir = store.directory
         var moved: [(id: ObjectID, to: FilePath)] = []
         for id in ids {
-            let from = FilePath(bytes: id.path)
-            // A free name (the exclusive lock keeps it free until the rename).
-            var n = 1
-            var aside = FilePath(bytes: id.path + ObjectStore.damagedSuffix)
-            while (try? dir.stat(aside)) != nil {
-                n += 1
-                aside = FilePath(bytes: id.path + ObjectStore.damagedSuffix + Array(".\(n)".utf8))
-            }
-            do { try dir.rename(from, to: aside, in: dir) } catch {
-                throw .store(.store(path: store.path.appending(id.path), operation: .moving, errno: error))
-            }
-            moved.append((id, aside))
+            do { moved.append((id, try store.directory.moveObjectAside(id))) } catch { throw .store(error) }
         }
         return moved
     }

@@ -73,7 +73,7 @@ extension ObjectStore {
                 return digest
             }
             let name = FsVerity.objectPath(digest)
-            guard try store.claim(name, digest) else {
+            guard try store.staging.claim(name, fanOut: digest[0]) else {
                 discard()
                 return digest
             }
@@ -87,7 +87,7 @@ extension ObjectStore {
             }
             // Written before its name was known: into the staging area now
             // if that is where its fan-out directory is.
-            if try store.placement(digest[0]) == .area { s = try store.moveToArea(s, as: name, fanOut: digest[0]) }
+            if try store.staging.placement(digest[0]) == .area { s = try store.staging.moveToArea(s, as: name, fanOut: digest[0]) }
             try store.stage(s, as: name, size: length)
             return digest
         }
@@ -102,7 +102,7 @@ extension ObjectStore {
         /// Moves the in-memory part to a staged temporary file.
         private func spill() throws(Error) {
             guard staged == nil else { return }
-            staged = try store.createTemporary()
+            staged = try store.directory.createObjectFile(fanOut: nil)
             let held = buffer
             buffer = []
             try withBytes(held) { (b: UnsafeRawBufferPointer) throws(Error) in try writeAll(b) }
@@ -115,22 +115,11 @@ extension ObjectStore {
         }
     }
 
-    /// Whether this run should write the object `name`: not yet written by
-    /// it (the first claim wins), and not already in the store. In a
-    /// fan-out directory the store lacked, or that this run made, no object
-    /// can be there yet, so no lookup is needed (one a concurrent run adds
-    /// shows when publishing).
-    func claim(_ name: [UInt8], _ digest: [UInt8]) throws(Error) -> Bool {
-        guard written.withLock({ $0.insert(name).inserted }) else { return false }
-        if try placement(digest[0]) == .area || fanOuts.withLock({ $0.made.contains(digest[0]) }) { return true }
-        return try !contains(name)
-    }
-
     /// Adds bytes the caller hashed to `digest` (a whole file of a tar
     /// layer), written straight from its buffer, once per run.
     public func insertOnce(contents: UnsafeRawBufferPointer, digest: [UInt8]) throws(Error) {
         let name = FsVerity.objectPath(digest)
-        guard try claim(name, digest) else { return }
+        guard try staging.claim(name, fanOut: digest[0]) else { return }
         try stage(contents, as: name, fanOut: digest[0])
     }
 

@@ -51,12 +51,10 @@ extension StoreMaintenance {
                 result.kept += 1
                 continue
             }
-            let name = FilePath(bytes: object.id.path)
-            if let st = try? store.directory.stat(name) { result.removedBytes += UInt64(st.st_size) }
-            if !dryRun {
-                do { try store.directory.unlink(name) } catch where error != .noSuchFileOrDirectory {
-                    throw .store(.store(path: path.appending(name.bytes), operation: .removing, errno: error))
-                } catch {}
+            if dryRun {
+                result.removedBytes += store.directory.status(FilePath(bytes: object.id.path)).map { UInt64($0.st_size) } ?? 0
+            } else {
+                do { result.removedBytes += try store.directory.removeObject(object.id) } catch { throw .store(error) }
             }
             result.removed.append(object.id)
         }
@@ -67,6 +65,6 @@ extension StoreMaintenance {
     /// Temporary files and staging areas no live writer holds (their
     /// writers lock them).
     static func removeAbandoned(_ temporaries: [FilePath], in store: ObjectStore) -> Int {
-        temporaries.filter { store.removeIfAbandoned($0) }.count
+        temporaries.filter { store.directory.removeIfAbandoned($0) }.count
     }
 }
