@@ -224,9 +224,15 @@ enum MkComposefs: Tool {
                 let scanned = try DirectoryScanner.scanHoldingStore(source, options: options)
                 return (scanned.root, scanned.storeLock, nil)
             } catch {
+                if case .invalidOptions(let source) = error { throw xattrOptionsConflict(source) }
                 throw failure("\(error)")
             }
         }
+    }
+
+    /// Upstream's EINVAL for --skip-xattrs with --user-xattrs, naming both.
+    static func xattrOptionsConflict(_ source: FilePath) -> ToolFailure {
+        failure("error accessing \(source): \(Errno.invalidArgument) (--skip-xattrs and --user-xattrs together)")
     }
 
     /// Flattens the tar layers (streamed once each, objects stored on the
@@ -247,7 +253,7 @@ enum MkComposefs: Tool {
             throw failure("--tar-whiteouts=overlay takes exactly one --from-tar layer")
         }
         if options.skipXattrs && options.userXattrsOnly {
-            throw failure("error accessing \(layers[0]): \(Errno.invalidArgument) (--skip-xattrs and --user-xattrs together)")
+            throw xattrOptionsConflict(layers[0])
         }
         if layers.filter({ $0 == "-" }).count > 1 { throw failure("standard input ('-') can be only one layer") }
         options.warn = { Terminal.error("mkcomposefs: \($0)\n") }

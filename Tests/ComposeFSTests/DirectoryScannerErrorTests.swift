@@ -7,8 +7,7 @@ import Testing
 extension DirectoryScannerTests {
     /// Xattrs over the per-inode budget (§16) abort the scan (§19.2 step
     /// 4). On a tmpfs, which holds xattrs that ext4 cannot.
-    @Test func xattrsOverTheBudgetAbortTheScan() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func xattrsOverTheBudgetAbortTheScan() throws {
         let dir = try RootScratch("scan-budget")
         defer { dir.remove() }
         let src = dir.file("src")
@@ -28,8 +27,7 @@ extension DirectoryScannerTests {
         #expect(r2.status == 0, "\(r2.err)")
     }
 
-    @Test func missingSourceDirectory() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func missingSourceDirectory() throws {
         let dir = try RootScratch("scan-missing")
         defer { dir.remove() }
         let missing = dir.file("does-not-exist")
@@ -44,8 +42,7 @@ extension DirectoryScannerTests {
 
     /// SOURCEDIR itself is lstat'ed: a symlink to a directory is not
     /// followed, and a non-directory root fails with ENOTDIR (§19.2 step 1).
-    @Test func symlinkedSourceIsNotFollowed() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func symlinkedSourceIsNotFollowed() throws {
         let dir = try RootScratch("scan-symroot")
         defer { dir.remove() }
         let real = dir.file("real")

@@ -18,8 +18,7 @@ import Testing
 
     /// The big tree (with the 4 GiB sparse file) round-trips field by field,
     /// and its dump rebuilds the same image.
-    @Test func everyKindOfEntryRoundTripsThroughTheImage() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func everyKindOfEntryRoundTripsThroughTheImage() throws {
         let dir = try RootScratch("scan-all")
         defer { dir.remove() }
         let src = dir.file("src")
@@ -89,8 +88,7 @@ import Testing
 
     /// --use-epoch, --skip-devices, --skip-xattrs, --user-xattrs and their
     /// combinations, each checked entry by entry.
-    @Test func scannerOptions() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func scannerOptions() throws {
         let dir = try RootScratch("scan-options")
         defer { dir.remove() }
         let src = dir.file("src")
@@ -160,8 +158,7 @@ import Testing
 
     /// mkcomposefs DIR A, then composefs-info dump A | mkcomposefs
     /// --from-file - B: the same bytes, also for the other versions.
-    @Test func dumpOfADirectoryImageRebuildsTheSameImage() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func dumpOfADirectoryImageRebuildsTheSameImage() throws {
         let dir = try RootScratch("scan-dump")
         defer { dir.remove() }
         let src = dir.file("src")
@@ -187,8 +184,7 @@ import Testing
 
     /// The tree is built before the parallel file pass: the thread count
     /// never changes the image (§19.4).
-    @Test func threadCountDoesNotChangeTheImage() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func threadCountDoesNotChangeTheImage() throws {
         let dir = try RootScratch("scan-threads")
         defer { dir.remove() }
         let src = dir.file("src")
@@ -218,8 +214,7 @@ import Testing
     /// than PATH_MAX (4096) scans like any other. (Fails while the scanner
     /// opens every directory and file by its whole path from the root fd,
     /// which gives ENAMETOOLONG, instead of relative to its parent's fd.)
-    @Test func pathsLongerThanPathMax() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func pathsLongerThanPathMax() throws {
         let dir = try RootScratch("scan-longpath")
         defer { dir.remove() }
         let src = dir.file("src")
@@ -255,8 +250,7 @@ import Testing
     }
 
     /// An empty SOURCEDIR: the smallest image, the root alone.
-    @Test func emptySourceDirectory() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func emptySourceDirectory() throws {
         let dir = try RootScratch("scan-empty")
         defer { dir.remove() }
         let src = dir.file("src")

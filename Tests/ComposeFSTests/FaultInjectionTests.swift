@@ -18,7 +18,7 @@ import Testing
         let fm = FileManager.default
         if mayBeAbsent && !fm.fileExists(atPath: store) { return }   // killed before it was created
         for top in try fm.contentsOfDirectory(atPath: store) {
-            if temporaries && top.hasPrefix(".tmp-") { continue }
+            if temporaries && top.hasPrefix(StagingAreaTests.tmp) { continue }
             #expect(top.count == 2 && top.allSatisfy(\.isHexDigit), "unexpected \(top) in the store", sourceLocation: sourceLocation)
             for name in try fm.contentsOfDirectory(atPath: store + "/" + top) {
                 let digest = try FsVerity.digest(path: "\(store)/\(top)/\(name)")

@@ -35,8 +35,7 @@ import Testing
              expectedLayer: .privateNamespace, expectedOptions: .legacy(dataOnlyLayers: false)),
     ]
 
-    @Test(arguments: cases) func routeShowsTheSourceTree(_ c: Case) throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting, arguments: cases) func routeShowsTheSourceTree(_ c: Case) throws {
         let f = try MountTests.Fixture()
         try f.buildTree()
         try f.makeImage()
@@ -57,8 +56,7 @@ import Testing
     }
 
     /// Paths with the characters the option string escapes: `,` `:` `\`.
-    @Test(arguments: [false, true]) func escapedPathsInTheOptionString(_ legacy: Bool) throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting, arguments: [false, true]) func escapedPathsInTheOptionString(_ legacy: Bool) throws {
         let f = try MountTests.Fixture()
         try f.buildTree()
         try f.makeImage()
@@ -78,8 +76,7 @@ import Testing
         #expect(try String(contentsOfFile: upper + "/written", encoding: .utf8) == "x\n")
     }
 
-    @Test func readOnlyAndVerityThroughTheOptionString() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func readOnlyAndVerityThroughTheOptionString() throws {
         let f = try MountTests.Fixture()
         try f.buildTree()
         try f.makeImage()
@@ -102,8 +99,7 @@ import Testing
         try Mounts.unmount(f.target)
     }
 
-    @Test func fallbacksAreTraced() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func fallbacksAreTraced() throws {
         let f = try MountTests.Fixture()
         try f.buildTree()
         try f.makeImage()

@@ -91,14 +91,6 @@ enum Mounts {
             && (Tools.directory.map { access($0 + "/mount.composefs", X_OK) == 0 } ?? false)
     }
 
-    static func requireMountSupport(sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
-        guard Privilege.requireRoot(sourceLocation: sourceLocation) else { return false }
-        let filesystems = (try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8)) ?? ""
-        return Privilege.require(filesystems.contains("\terofs") && filesystems.contains("\toverlay"),
-                                 "the kernel needs EROFS and overlayfs", sourceLocation: sourceLocation)
-            && Privilege.require(Tools.directory.map { access($0 + "/mount.composefs", X_OK) == 0 } ?? false,
-                                 "mount.composefs is not built", sourceLocation: sourceLocation)
-    }
 
     /// Filesystem types mounted exactly at `path` (from /proc/self/mountinfo).
     static func entries(at path: String) -> [String] {

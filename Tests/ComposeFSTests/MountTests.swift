@@ -9,8 +9,7 @@ import Testing
 @Suite(.serialized) struct MountTests {
     // MARK: Mounting and comparing
 
-    @Test func mountShowsTheSourceTree() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func mountShowsTheSourceTree() throws {
         let f = try Fixture()
         try f.buildTree()
         try f.makeImage()
@@ -24,8 +23,7 @@ import Testing
         #expect(Mounts.loopDevices(backing: f.image).isEmpty)
     }
 
-    @Test func objectsSplitAcrossTwoBasedirs() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func objectsSplitAcrossTwoBasedirs() throws {
         let f = try Fixture()
         try f.buildTree()
         try f.makeImage()
@@ -46,8 +44,7 @@ import Testing
         try Mounts.unmount(f.target)
     }
 
-    @Test func readOnlyMount() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func readOnlyMount() throws {
         let f = try Fixture()
         try f.buildTree()
         try f.makeImage()
@@ -59,8 +56,7 @@ import Testing
         try Mounts.unmount(f.target)
     }
 
-    @Test func writableMountWithUpperdir() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func writableMountWithUpperdir() throws {
         let f = try Fixture()
         try f.buildTree()
         try f.makeImage()
@@ -84,8 +80,7 @@ import Testing
         #expect(try sh("cd '\(f.store)' && find . -type f | sort | xargs sha256sum") == storeBefore, "the store is untouched")
     }
 
-    @Test func idmappedMountShiftsOwners() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func idmappedMountShiftsOwners() throws {
         let f = try Fixture()
         try f.buildTree()
         try f.makeImage()
@@ -120,8 +115,7 @@ import Testing
         try Mounts.unmount(f.target)
     }
 
-    @Test func mountTypeComposefsThroughTheHelper() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func mountTypeComposefsThroughTheHelper() throws {
         let helper = "/sbin/mount.composefs"
         var installed = false
         if access(helper, F_OK) != 0 {
@@ -140,8 +134,7 @@ import Testing
         #expect(!Mounts.isMountPoint(f.target))
     }
 
-    @Test func loopDeviceFallback() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func loopDeviceFallback() throws {
         let f = try Fixture()
         try f.buildTree()
         try f.makeImage()
@@ -161,8 +154,7 @@ import Testing
         #expect(freed, "no loop device left after umount")
     }
 
-    @Test func missingObjectIsAnIOError() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func missingObjectIsAnIOError() throws {
         let f = try Fixture()
         try f.buildTree()
         try f.makeImage()
@@ -197,8 +189,7 @@ import Testing
         #expect(!Mounts.isMountPoint(f.target), "nothing mounted", sourceLocation: sourceLocation)
     }
 
-    @Test func refusals() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func refusals() throws {
         let f = try Fixture()
         try f.buildTree()
         try f.makeImage()
@@ -220,8 +211,7 @@ import Testing
     /// A wrong digest, through an injected measurement: this kernel has no
     /// fs-verity, so the mismatch path is reached at the one place the
     /// ioctl is wrapped.
-    @Test func wrongDigestIsRefused() throws {
-        guard Mounts.requireMountSupport() else { return }
+    @Test(.mounting) func wrongDigestIsRefused() throws {
         let f = try Fixture()
         try f.buildTree()
         try f.makeImage()

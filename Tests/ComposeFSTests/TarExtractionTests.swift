@@ -24,8 +24,7 @@ import Testing
         try TarCompare.expectSame(layers: [layer], extracted: x, in: scratch, label: label, sourceLocation: sourceLocation)
     }
 
-    @Test func laterEntriesReplaceEarlierOnesAsGNUTarDoes() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func laterEntriesReplaceEarlierOnesAsGNUTarDoes() throws {
         var d1 = E.dir("d", mode: 0o700, mtime: 5)
         d1.xattrs = [("user.a", b("1")), ("trusted.b", b("1"))]
         var d2 = E.dir("d", mode: 0o750, mtime: 7)
@@ -57,8 +56,7 @@ import Testing
         ], label: "replace")
     }
 
-    @Test func directoriesWithoutEntriesGetTheDocumentedDefaults() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func directoriesWithoutEntriesGetTheDocumentedDefaults() throws {
         try Self.expectLikeExtraction([
             .file("p/q/file", pseudoRandomBytes(80, seed: 1)),
             .file("top", b("top")),
@@ -67,8 +65,7 @@ import Testing
         ], implicit: ["", "p", "p/q"], label: "implicit")
     }
 
-    @Test func leadingSlashesAreRemovedWithAWarning() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func leadingSlashesAreRemovedWithAWarning() throws {
         let entries: [E] = [
             .dir("./"), .file("/abs/file", pseudoRandomBytes(90, seed: 1)), .file("//abs/two", b("2")),
             .hardlink("linked", "/abs/file"), .symlink("/abs/sym", "/etc/passwd"), .file("./a/./b", b("dots")),
@@ -83,8 +80,7 @@ import Testing
                 + "mkcomposefs: \(layer): Removing leading `/' from hard link targets\n")
     }
 
-    @Test func subSecondTimesAndOwnersOfEveryType() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func subSecondTimesAndOwnersOfEveryType() throws {
         var entries: [E] = [.dir("./", mode: 0o755, mtime: 1)]
         var types: [E] = [.file("reg", pseudoRandomBytes(65, seed: 1)), .file("inline", b("12")), .file("empty", []),
                           .dir("dir"), .symlink("sym", "reg"), .fifo("fifo"), .char("null", 1, 3),
@@ -103,8 +99,7 @@ import Testing
         try Self.expectLikeExtraction(entries, label: "types")
     }
 
-    @Test func longNamesAndTargets() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func longNamesAndTargets() throws {
         let dir = String(repeating: "d", count: 255)
         let deep = (0..<6).map { "level\($0)-" + String(repeating: "x", count: 90) }.joined(separator: "/")
         try Self.expectLikeExtraction([

@@ -47,8 +47,7 @@ import Testing
         .dir("./", mode: 0o700, mtime: 300),
     ]
 
-    @Test func threeLayersFlattenLikeTheReference() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func threeLayersFlattenLikeTheReference() throws {
         let scratch = try RootScratch("tar-layers")
         defer { scratch.remove() }
         let layers = try [("1.tar", Self.lower), ("2.tar", Self.middle), ("3.tar", Self.upper)].map { try scratch.writeLayer($0.0, $0.1) }
@@ -77,8 +76,7 @@ import Testing
         }
     }
 
-    @Test func overlayWhiteoutsForOneLayer() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func overlayWhiteoutsForOneLayer() throws {
         let scratch = try RootScratch("tar-overlay")
         defer { scratch.remove() }
         var wh = E.file("a/.wh.gone", [])

@@ -30,8 +30,7 @@ import Testing
         try ScanFS.setMtime(Array(root.utf8), 1_700_000_000, 5)
     }
 
-    @Test func everyKindOfEntryRoundTripsInEachTarFormat() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func everyKindOfEntryRoundTripsInEachTarFormat() throws {
         let scratch = try RootScratch("tar-all")
         defer { scratch.remove() }
         try Self.buildTree(scratch.file("src"))
@@ -52,8 +51,7 @@ import Testing
         #expect(digests.count == 2)
     }
 
-    @Test func ustarArchive() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func ustarArchive() throws {
         let scratch = try RootScratch("tar-ustar")
         defer { scratch.remove() }
         let src = scratch.file("src")
@@ -71,8 +69,7 @@ import Testing
         try TarCompare.expectSame(layers: [layer], extracted: scratch.file("x"), in: scratch, label: "ustar")
     }
 
-    @Test func compressedLayersAndStandardInput() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func compressedLayersAndStandardInput() throws {
         let scratch = try RootScratch("tar-compressed")
         defer { scratch.remove() }
         let src = scratch.file("src")
@@ -109,8 +106,7 @@ import Testing
 
     /// --use-epoch, --skip-devices, --skip-xattrs, --user-xattrs and the
     /// version options do to a layer what they do to the extracted tree.
-    @Test func scannerOptionsApplyAlike() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func scannerOptionsApplyAlike() throws {
         let scratch = try RootScratch("tar-options")
         defer { scratch.remove() }
         try ScanTrees.build(scratch.file("src"))
@@ -131,8 +127,7 @@ import Testing
 
     /// A second run into the same store adds nothing and changes nothing;
     /// objects are published with the store's rules (mode 0644).
-    @Test func secondRunIntoTheSameStore() throws {
-        guard Privilege.requireRoot() else { return }
+    @Test(.root) func secondRunIntoTheSameStore() throws {
         let scratch = try RootScratch("tar-rerun")
         defer { scratch.remove() }
         try ScanTrees.buildOverlapping(scratch.file("src"), index: 1)

@@ -34,7 +34,7 @@ public enum DirectoryScanner {
         public var description: String {
             switch self {
             case let .access(p, e): "error accessing \(p): \(e)"
-            case let .invalidOptions(source): "error accessing \(source): \(Errno.invalidArgument) (--skip-xattrs and --user-xattrs together)"
+            case let .invalidOptions(source): "error accessing \(source): \(Errno.invalidArgument) (skipping xattrs and reading only user xattrs, together)"
             case let .xattr(p, e): "error accessing \(p): \(Errno.outOfRange) (\(e))"
             case let .changed(p, want, got):
                 "error accessing \(p): file changed during the scan (\(want) bytes when listed, \(got) when read)"

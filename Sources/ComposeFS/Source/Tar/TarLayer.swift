@@ -62,7 +62,7 @@ public final class TarLayer {
             case let .tar(e): "\(e)"
             case let .entry(source, path, reason): "\(source): \(String(bytes: path)): \(reason)"
             case let .store(source, path, e): "\(source): \(String(bytes: path)): cannot fill store: \(e)"
-            case .overlayNeedsOneLayer: "--tar-whiteouts=overlay takes exactly one layer"
+            case .overlayNeedsOneLayer: "overlay whiteouts can be kept for exactly one layer"
             }
         }
     }
