@@ -16,12 +16,17 @@ enum Privilege {
 struct Requirement: TestTrait, SuiteTrait {
     let met: @Sendable () -> Bool
     let why: String
+    /// Where the test belongs at all; elsewhere (CI included) it is
+    /// skipped, with `place` as the reason.
+    var applies: @Sendable () -> Bool = { true }
+    var place = ""
 
     struct Unmet: Error, CustomStringConvertible {
         var description: String
     }
 
     func prepare(for test: Test) async throws {
+        if !applies() { try Test.cancel("skipped: \(place)") }
         if met() { return }
         if Privilege.inCI { throw Unmet(description: "cannot run under CI=true: \(why)") }
         try Test.cancel("skipped: \(why)")
