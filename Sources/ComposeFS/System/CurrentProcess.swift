@@ -5,7 +5,6 @@ import Glibc
 /// environment, CPUs and descriptor limit, and how it ends.
 public enum CurrentProcess {
     public static var effectiveUserID: uid_t { geteuid() }
-    public static var effectiveGroupID: gid_t { getegid() }
     public static var id: pid_t { getpid() }
 
     /// An environment variable's value (as bytes become a String: lossy
