@@ -10,7 +10,7 @@ let package = Package(
         .library(name: "ComposeFSProperties", targets: ["ComposeFSProperties"]),
         // One multi-call program: mkcomposefs, composefs-info and
         // mount.composefs are links to it (scripts/build makes them).
-        .executable(name: "composefs", targets: ["composefs"]),
+        .executable(name: "composefs", targets: ["composefs"])
     ],
     targets: [
         // SHA-256 (hardware accelerated) from OpenSSL's libcrypto.
@@ -58,6 +58,6 @@ let package = Package(
             name: "ComposeFSTests",
             dependencies: ["ComposeFS", "ComposeFSTools", "ComposeFSProperties", "CFSVerity", "CComposeFSShims"],
             resources: [.copy("Fixtures")]
-        ),
+        )
     ]
 )

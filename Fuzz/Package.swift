@@ -13,7 +13,7 @@ let properties: Target.Dependency = .product(name: "ComposeFSProperties", packag
 let package = Package(
     name: "swift-composefs-fuzz",
     dependencies: [
-        .package(name: "swift-composefs", path: ".."),
+        .package(name: "swift-composefs", path: "..")
     ],
     targets: [
         // libFuzzer's driver and `violation` (traps); the properties
@@ -28,7 +28,7 @@ let package = Package(
         .executableTarget(
             name: "fuzz-seedgen",
             dependencies: [.product(name: "ComposeFS", package: "swift-composefs")]
-        ),
+        )
     ],
     swiftLanguageModes: [.v5]
 )

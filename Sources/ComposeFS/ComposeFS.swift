@@ -1,4 +1,3 @@
-
 /// swift-composefs: read and write composefs images.
 ///
 /// - ``DumpParser`` / ``DumpPrinter``: the composefs-dump(5) text format.
@@ -16,4 +15,3 @@ public enum ComposeFS {
     /// these tools reproduce (`TOOL --version`).
     public static let version = "1.0.8"
 }
-

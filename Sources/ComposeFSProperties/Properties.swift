@@ -195,18 +195,21 @@ extension Properties {
         // different parent opaque; xattr order follows shared/inline (§15.3).
         // Both images loaded in regenerate, so they load here.
         guard let image3 = regenerate(image2, generation: 2, report: report),
-              let d1 = try? DumpPrinter.dump(ImageReader.load(image).root),
-              let d2 = try? DumpPrinter.dump(ImageReader.load(image2).root)
+            let d1 = try? DumpPrinter.dump(ImageReader.load(image).root),
+            let d2 = try? DumpPrinter.dump(ImageReader.load(image2).root)
         else { return }
         if paths(d1) != paths(d2) || image3 != image2 {
-            let l1 = lines(d1), l2 = lines(d2)
+            let l1 = lines(d1)
+            let l2 = lines(d2)
             let common = min(image2.count, image3.count)
             let first = (0..<common).first { image2[$0] != image3[$0] } ?? common
-            report((paths(d1) != paths(d2) ? "the entries of load(write(parse(dump(load(image))))) differ from load(image)" :
-                    "image is not a fixed point in the second generation (\(image2.count) vs \(image3.count) bytes, first difference at \(first))")
-                + "\ninput tree:\n\(show(text, limit: 4000))\n"
-                + "lines only in dump(load(image)):\n\(l1.subtracting(l2).sorted().joined(separator: "\n"))\n"
-                + "lines only in dump(load(image2)):\n\(l2.subtracting(l1).sorted().joined(separator: "\n"))")
+            report(
+                (paths(d1) != paths(d2)
+                    ? "the entries of load(write(parse(dump(load(image))))) differ from load(image)"
+                    : "image is not a fixed point in the second generation (\(image2.count) vs \(image3.count) bytes, first difference at \(first))")
+                    + "\ninput tree:\n\(show(text, limit: 4000))\n"
+                    + "lines only in dump(load(image)):\n\(l1.subtracting(l2).sorted().joined(separator: "\n"))\n"
+                    + "lines only in dump(load(image2)):\n\(l2.subtracting(l1).sorted().joined(separator: "\n"))")
         }
     }
 
@@ -255,8 +258,9 @@ extension Properties {
             return
         }
         if walked != expected {
-            report("walk and load disagree (filter \(named)):\n"
-                + "load:\n\(show(expected))\n---\nwalk:\n\(show(walked))")
+            report(
+                "walk and load disagree (filter \(named)):\n"
+                    + "load:\n\(show(expected))\n---\nwalk:\n\(show(walked))")
         }
     }
 

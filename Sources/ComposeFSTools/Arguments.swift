@@ -58,19 +58,23 @@ struct Arguments {
             switch self {
             case .unknown(let o): "Unknown option '\(o)'"
             case .missingValue(let o): "Missing value for '\(o.display)'"
-            case let .unexpectedValue(o, v): "The option '\(o)' does not take any value, but '\(v)' was specified."
-            case let .ambiguous(o, c): "Option '\(o)' is ambiguous; possibilities: \(c.map { "'--\($0)'" }.joined(separator: " "))"
+            case .unexpectedValue(let o, let v): "The option '\(o)' does not take any value, but '\(v)' was specified."
+            case .ambiguous(let o, let c): "Option '\(o)' is ambiguous; possibilities: \(c.map { "'--\($0)'" }.joined(separator: " "))"
             }
         }
     }
 
-    init(_ arguments: [String], options: [Option],
-         permute: Bool = CurrentProcess.environment("POSIXLY_CORRECT") == nil) throws(Error) {
+    init(
+        _ arguments: [String], options: [Option],
+        permute: Bool = CurrentProcess.environment("POSIXLY_CORRECT") == nil
+    ) throws(Error) {
         try self.init(bytes: arguments.map { Array($0.utf8) }, options: options, permute: permute)
     }
 
-    init(bytes arguments: [[UInt8]], options: [Option],
-         permute: Bool = CurrentProcess.environment("POSIXLY_CORRECT") == nil) throws(Error) {
+    init(
+        bytes arguments: [[UInt8]], options: [Option],
+        permute: Bool = CurrentProcess.environment("POSIXLY_CORRECT") == nil
+    ) throws(Error) {
         var rest = arguments[...]
         while let argument = rest.popFirst() {
             if argument == [0x2D, 0x2D] {   // --
@@ -95,8 +99,10 @@ struct Arguments {
 
     /// `--name`, `--name=VALUE`, `--name VALUE`; a unique prefix of a name
     /// counts as the name.
-    private mutating func parseLong(_ text: ArraySlice<UInt8>, options: [Option],
-                                    rest: inout ArraySlice<[UInt8]>) throws(Error) {
+    private mutating func parseLong(
+        _ text: ArraySlice<UInt8>, options: [Option],
+        rest: inout ArraySlice<[UInt8]>
+    ) throws(Error) {
         let eq = text.firstIndex(of: UInt8(ascii: "="))
         let name = String(decoding: text[..<(eq ?? text.endIndex)], as: UTF8.self)
         let inline = eq.map { Array(text[($0 + 1)...]) }
@@ -123,8 +129,10 @@ struct Arguments {
     }
 
     /// `-a`, `-abc` (flags together), `-oVALUE`, `-o VALUE`.
-    private mutating func parseShort(_ text: ArraySlice<UInt8>, options: [Option],
-                                     rest: inout ArraySlice<[UInt8]>) throws(Error) {
+    private mutating func parseShort(
+        _ text: ArraySlice<UInt8>, options: [Option],
+        rest: inout ArraySlice<[UInt8]>
+    ) throws(Error) {
         var i = text.startIndex
         while i < text.endIndex {
             let c = Character(Unicode.Scalar(text[i]))

@@ -75,7 +75,7 @@ enum ComposefsInfo: Tool {
                 throw failure("missing-objects needs --basedir=PATH (the object store to check)", usage: true)
             }
             do { store = try ObjectStore(readingAt: basedir) } catch {
-                guard case let .store(_, _, e) = error else { throw failure("\(error)") }
+                guard case .store(_, _, let e) = error else { throw failure("\(error)") }
                 throw failure("Failed to open '\(basedir)': \(e)")
             }
         }
@@ -98,13 +98,18 @@ enum ComposefsInfo: Tool {
 
     /// One image: `ls` and `dump` lines go out as the walk finds them;
     /// object names are collected.
-    static func list(_ path: FilePath, command: Command, filter: Set<[UInt8]>?,
-                     objects: inout [[UInt8]], out: inout Output) throws(ToolFailure) {
+    static func list(
+        _ path: FilePath, command: Command, filter: Set<[UInt8]>?,
+        objects: inout [[UInt8]], out: inout Output
+    ) throws(ToolFailure) {
         let fd: FileDescriptor
         let st: stat
         do throws(Errno) {
             fd = try .open(path, .readOnly)
-            do { st = try fd.stat() } catch { try? fd.close(); throw error }
+            do { st = try fd.stat() } catch {
+                try? fd.close()
+                throw error
+            }
         } catch {
             throw failure("Failed to open '\(path)': \(error)")
         }
@@ -175,7 +180,7 @@ enum ComposefsInfo: Tool {
         } catch {
             out.flush()
             switch error {
-            case let .io(_, e): throw ToolFailure(text: "composefs-info: failed to measure '\(path)': \(e)")
+            case .io(_, let e): throw ToolFailure(text: "composefs-info: failed to measure '\(path)': \(e)")
             }
         }
     }

@@ -79,8 +79,9 @@ enum ComposefsStore: Tool {
     static func collect(_ store: FilePath, _ paths: [FilePath], _ arguments: Arguments, _ out: inout Output) throws(ToolFailure) {
         let dryRun = arguments.has(Flag.dryRun)
         let result = try library { () throws(StoreMaintenance.Error) in
-            try StoreMaintenance.collectGarbage(store: store, roots: paths, dryRun: dryRun,
-                                                wait: !arguments.has(Flag.noWait))
+            try StoreMaintenance.collectGarbage(
+                store: store, roots: paths, dryRun: dryRun,
+                wait: !arguments.has(Flag.noWait))
         }
         let roots = result.roots
         for s in roots.skipped { Terminal.error("composefs-store: skipping \(s.path): \(s.reason)\n") }
@@ -107,14 +108,16 @@ enum ComposefsStore: Tool {
         let progress = Terminal.isTerminal(2) ? ProgressLine(unit: "objects") : nil
         let report: (@Sendable (Int, UInt64) -> Void)? = progress.map { p in { @Sendable n, b in p.update(files: n, bytes: b) } }
         let result = try library { () throws(StoreMaintenance.Error) in
-            try StoreMaintenance.check(store: store, images: images, repair: arguments.has(Flag.repair),
-                                       threads: threads, progress: report)
+            try StoreMaintenance.check(
+                store: store, images: images, repair: arguments.has(Flag.repair),
+                threads: threads, progress: report)
         }
         progress?.finish()
         for b in result.bad { out.write(Array("bad \(b.id): \(b.reason)\n".utf8)) }
         for f in result.foreign { out.write(Array("not an object: \(store.appending(f.bytes))\n".utf8)) }
         for m in result.missing { for id in m.objects { out.write(Array("missing \(id) (\(m.image))\n".utf8)) } }
-        var line = "checked \(result.checked.objects) objects (\(bytes(result.checked.bytes))): \(result.bad.count) bad, "
+        var line =
+            "checked \(result.checked.objects) objects (\(bytes(result.checked.bytes))): \(result.bad.count) bad, "
             + "\(result.foreign.count) other entries, \(result.missing.reduce(0) { $0 + $1.objects.count }) missing"
         for m in result.movedAside { out.write(Array("moved \(m.id) to \(store.appending(m.to.bytes))\n".utf8)) }
         if !result.movedAside.isEmpty { line += "; moved \(result.movedAside.count) bad objects aside" }
@@ -129,7 +132,8 @@ enum ComposefsStore: Tool {
     static func usage(_ store: FilePath, _ images: [FilePath], _ out: inout Output) throws(ToolFailure) {
         let u = try library { () throws(StoreMaintenance.Error) in try StoreMaintenance.usage(store: store, images: images) }
         for i in u.images {
-            var line = "\(i.path): \(amount(i.total)); only this image: \(amount(i.exclusive)) (freed by removing it); "
+            var line =
+                "\(i.path): \(amount(i.total)); only this image: \(amount(i.exclusive)) (freed by removing it); "
                 + "shared: \(amount(i.shared))"
             if i.missing > 0 { line += "; missing: \(i.missing) objects" }
             out.write(Array((line + "\n").utf8))

@@ -26,9 +26,11 @@ enum MkComposefs: Tool {
         static let tarWhiteouts = Arguments.Option.valued("tar-whiteouts", "MODE")
     }
 
-    static let options = [Flag.fromFile, Flag.digestStore, Flag.printDigest, Flag.printDigestOnly,
-                          Flag.useEpoch, Flag.skipDevices, Flag.skipXattrs, Flag.userXattrs,
-                          Flag.minVersion, Flag.maxVersion, Flag.baseVersion, Flag.threads, Flag.fromTar, Flag.tarWhiteouts]
+    static let options = [
+        Flag.fromFile, Flag.digestStore, Flag.printDigest, Flag.printDigestOnly,
+        Flag.useEpoch, Flag.skipDevices, Flag.skipXattrs, Flag.userXattrs,
+        Flag.minVersion, Flag.maxVersion, Flag.baseVersion, Flag.threads, Flag.fromTar, Flag.tarWhiteouts
+    ]
 
     static let usage = """
         usage: mkcomposefs [OPTIONS] SOURCE IMAGE
@@ -175,8 +177,9 @@ enum MkComposefs: Tool {
         // image is in place (see ObjectStore.Lock).
         let (root, storeLock, commit) = try makeTree(source, layers: layers, arguments, threads: threadCount)
         defer { withExtendedLifetime(storeLock) {} }
-        try write(root, to: output, printDigest: printDigest,
-                  versions: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0), after: commit)
+        try write(
+            root, to: output, printDigest: printDigest,
+            versions: .init(minVersion: minV ?? 0, maxVersion: maxV ?? 0), after: commit)
     }
 
     /// The store's last batch, made durable on another thread while the
@@ -201,8 +204,10 @@ enum MkComposefs: Tool {
     /// The tree to write, from tar layers, a dump or a directory, the
     /// store's lock when objects were added, and the store's commit when
     /// it is still under way.
-    static func makeTree(_ source: FilePath, layers: [FilePath], _ arguments: Arguments,
-                         threads: Int) throws(ToolFailure) -> (Node, ObjectStore.Lock?, PendingCommit?) {
+    static func makeTree(
+        _ source: FilePath, layers: [FilePath], _ arguments: Arguments,
+        threads: Int
+    ) throws(ToolFailure) -> (Node, ObjectStore.Lock?, PendingCommit?) {
         if !layers.isEmpty {
             return try readLayers(layers, arguments)
         } else if arguments.has(Flag.fromFile) {
@@ -295,8 +300,10 @@ enum MkComposefs: Tool {
     /// when the digest is asked for. Nothing reaches an output written in
     /// place (a pipe, a device, a descriptor's file) before the image is
     /// whole and the objects it names are durable.
-    static func write(_ root: Node, to output: OutputFile?, printDigest: Bool,
-                      versions: ImageWriter.Options, after commit: PendingCommit? = nil) throws(ToolFailure) {
+    static func write(
+        _ root: Node, to output: OutputFile?, printDigest: Bool,
+        versions: ImageWriter.Options, after commit: PendingCommit? = nil
+    ) throws(ToolFailure) {
         let prepared: ImageWriter.PreparedImage
         do {
             prepared = try ImageWriter.prepare(root, options: versions)

@@ -61,7 +61,8 @@ enum MountComposefs: Tool {
         if let namespace = arguments.last(Flag.namespace) {
             // Every path is then looked up there, as mount(8) makes its
             // own mount(2) calls in the namespace it is given.
-            let path = namespace.allSatisfy({ (0x30...0x39).contains($0) }) && !namespace.isEmpty
+            let path =
+                namespace.allSatisfy({ (0x30...0x39).contains($0) }) && !namespace.isEmpty
                 ? FilePath("/proc/\(String(decoding: namespace, as: UTF8.self))/ns/mnt") : FilePath(bytes: namespace)
             do { try Mount.enterNamespace(path) } catch { throw failure("\(error)") }
         }

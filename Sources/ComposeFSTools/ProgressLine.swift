@@ -17,7 +17,8 @@ final class ProgressLine: Sendable {
         let t = Self.now()
         let previous = last.load(ordering: .relaxed)
         guard t - previous >= 100_000_000,
-              last.compareExchange(expected: previous, desired: t, ordering: .relaxed).exchanged else { return }
+            last.compareExchange(expected: previous, desired: t, ordering: .relaxed).exchanged
+        else { return }
         let seconds = Double(t - start) / 1e9
         let mib = Double(bytes) / 1_048_576
         let rate = seconds > 0 ? mib / seconds : 0

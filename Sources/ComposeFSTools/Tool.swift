@@ -94,7 +94,8 @@ public enum MultiCall {
         let called = argv.first.map { base($0) } ?? ""
         if let status = run(called, Array(raw.dropFirst())) { Terminal.exit(status) }
         if argv.count >= 2, let status = run(argv[1], Array(raw.dropFirst(2))) { Terminal.exit(status) }
-        let text = "usage: \(called.isEmpty ? "composefs" : called) TOOL [ARGUMENTS]...\n"
+        let text =
+            "usage: \(called.isEmpty ? "composefs" : called) TOOL [ARGUMENTS]...\n"
             + "TOOL is one of \(names.joined(separator: ", ")); or call this program by one of those names.\n"
         if argv.count == 2 && (argv[1] == "--help" || argv[1] == "-h") {
             Terminal.output(text)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ComposeFSTools
 
 /// The command-line parser follows GNU getopt_long, as the reference tools do.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ComposeFS
 
 /// The built `mkcomposefs` and `composefs-info` executables, run as a
@@ -46,8 +47,10 @@ enum Tools {
     }
 
     /// Runs a tool; output is captured in files (no pipe can fill up).
-    static func run(_ tool: String, _ arguments: [String], stdin: [UInt8]? = nil,
-                    environment: [String: String] = [:]) throws -> Result {
+    static func run(
+        _ tool: String, _ arguments: [String], stdin: [UInt8]? = nil,
+        environment: [String: String] = [:]
+    ) throws -> Result {
         let bin = try #require(directory, "mkcomposefs and composefs-info not found next to the test bundle")
         let io = try TemporaryDirectory()
         defer { io.remove() }
@@ -72,9 +75,10 @@ enum Tools {
         try outHandle.close()
         try errHandle.close()
         try inHandle.close()
-        return Result(status: process.terminationStatus,
-                      stdout: [UInt8](try Data(contentsOf: URL(fileURLWithPath: outPath))),
-                      stderr: [UInt8](try Data(contentsOf: URL(fileURLWithPath: errPath))))
+        return Result(
+            status: process.terminationStatus,
+            stdout: [UInt8](try Data(contentsOf: URL(fileURLWithPath: outPath))),
+            stderr: [UInt8](try Data(contentsOf: URL(fileURLWithPath: errPath))))
     }
 
     static func mkcomposefs(_ arguments: [String], stdin: [UInt8]? = nil, environment: [String: String] = [:]) throws -> Result {
@@ -111,8 +115,9 @@ enum Tools {
         try expectUsageError(["--from-file"], "No source path specified")
         try expectUsageError(["--from-file", "a", "b", "c"], "Too many arguments")
         try expectUsageError(["--from-file", "a"], "No destination path specified")
-        try expectUsageError(["--from-file", "--print-digest-only", "a", "b"],
-                             "Cannot specify destination path with --print-digest-only")
+        try expectUsageError(
+            ["--from-file", "--print-digest-only", "a", "b"],
+            "Cannot specify destination path with --print-digest-only")
     }
 
     @Test func mkcomposefsInvalidVersions() throws {
@@ -183,9 +188,12 @@ enum Tools {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let out = dir.file("special.cfs")
-        let r = try Tools.mkcomposefs(["--min-version=0", "--max-version=0", "--from-file",
-                                       Fixtures.url("upstream/special.dump").path, out],
-                                      environment: ["CFS_PARSE_STRICT": "1"])
+        let r = try Tools.mkcomposefs(
+            [
+                "--min-version=0", "--max-version=0", "--from-file",
+                Fixtures.url("upstream/special.dump").path, out
+            ],
+            environment: ["CFS_PARSE_STRICT": "1"])
         #expect(r.status == 0)
         #expect(r.stderr.isEmpty)
         let image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
@@ -198,8 +206,9 @@ enum Tools {
         let input = Fixtures.url("upstream/no-newline.dump").path
         let out = dir.file("out.cfs")
         // no-newline.dump's root has rdev 10: strict mode fails on line 1.
-        let strict = try Tools.mkcomposefs(["--min-version=0", "--max-version=0", "--from-file", input, out],
-                                           environment: ["CFS_PARSE_STRICT": "1"])
+        let strict = try Tools.mkcomposefs(
+            ["--min-version=0", "--max-version=0", "--from-file", input, out],
+            environment: ["CFS_PARSE_STRICT": "1"])
         #expect(strict.status == 1)
         #expect(strict.err.hasPrefix("mkcomposefs: "))
         #expect(strict.err.contains("line 1: Non-zero devnum on non-device"))
@@ -227,7 +236,7 @@ enum Tools {
         ("long-link", "Invalid symlink"),
         ("no-ftype", "Invalid mode 0"),
         ("self-hardlink", "Self-referential hardlink /037blockdev"),
-        ("too-big", "cannot write file: File too large"),
+        ("too-big", "cannot write file: File too large")
     ])
     func shouldFailLeavesNoImage(name: String, message: String) throws {
         let dir = try TemporaryDirectory()
@@ -335,7 +344,7 @@ enum Tools {
         for name in ["small-128", "small-187"] {
             for line in try Fixtures.text("vectors/\(name).info-objects").split(separator: "\n") { expected.insert(String(line)) }
         }
-        #expect(expected.count == 9)             // 5 + 4, none shared
+        #expect(expected.count == 9)   // 5 + 4, none shared
         #expect(r.out == expected.sorted().map { $0 + "\n" }.joined())
     }
 
@@ -369,12 +378,13 @@ enum Tools {
         let big = try dir.write("big", pseudoRandomBytes(3 * 4096 + 1, seed: 3))
         let r = try Tools.info(["measure-file", hello, empty, big])
         #expect(r.status == 0)
-        #expect(r.out == """
-            37061ef2ac4c21bec68489b56138c5780306a4ad7fe6676236ecdf2c9027cd92
-            3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95
-            \(FsVerity.digest(pseudoRandomBytes(3 * 4096 + 1, seed: 3)).hexString)
+        #expect(
+            r.out == """
+                37061ef2ac4c21bec68489b56138c5780306a4ad7fe6676236ecdf2c9027cd92
+                3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95
+                \(FsVerity.digest(pseudoRandomBytes(3 * 4096 + 1, seed: 3)).hexString)
 
-            """)
+                """)
         #expect(r.stderr.isEmpty)
         let missing = dir.file("missing")
         let m = try Tools.info(["measure-file", missing])
@@ -385,22 +395,27 @@ enum Tools {
     @Test func filterLoadsOnlyNamedTopLevelEntries() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let image = try dir.write("f.cfs", try ImageWriter.write(try parseDump(rootLine + """
-            /a 4096 40755 2 0 0 0 0.0 - - -
-            /a/x 1 100644 1 0 0 0 0.0 aa/xx - -
-            /b 1 100644 1 0 0 0 0.0 bb/yy - -
-            /c 1 100644 1 0 0 0 0.0 cc/zz - -
+        let image = try dir.write(
+            "f.cfs",
+            try ImageWriter.write(
+                try parseDump(
+                    rootLine + """
+                        /a 4096 40755 2 0 0 0 0.0 - - -
+                        /a/x 1 100644 1 0 0 0 0.0 aa/xx - -
+                        /b 1 100644 1 0 0 0 0.0 bb/yy - -
+                        /c 1 100644 1 0 0 0 0.0 cc/zz - -
 
-            """)))
+                        """)))
         let r = try Tools.info(["--filter=a", "--filter", "c", "dump", image])
         #expect(r.status == 0)
-        #expect(r.out == """
-            / 4096 40755 3 0 0 0 0.0 - - -
-            /a 40 40755 2 0 0 0 0.0 - - -
-            /a/x 1 100644 1 0 0 0 0.0 aa/xx - -
-            /c 1 100644 1 0 0 0 0.0 cc/zz - -
+        #expect(
+            r.out == """
+                / 4096 40755 3 0 0 0 0.0 - - -
+                /a 40 40755 2 0 0 0 0.0 - - -
+                /a/x 1 100644 1 0 0 0 0.0 aa/xx - -
+                /c 1 100644 1 0 0 0 0.0 cc/zz - -
 
-            """)
+                """)
         let objects = try Tools.info(["--filter=b", "objects", image])
         #expect(objects.out == "bb/yy\n")
     }
@@ -424,8 +439,9 @@ enum Tools {
         let dump = try Tools.info(["dump", original])
         #expect(dump.status == 0)
         let out = dir.file("again.cfs")
-        let r = try Tools.mkcomposefs(try v.args + ["--from-file", "-", out], stdin: dump.stdout,
-                                      environment: ["CFS_PARSE_STRICT": "1"])
+        let r = try Tools.mkcomposefs(
+            try v.args + ["--from-file", "-", out], stdin: dump.stdout,
+            environment: ["CFS_PARSE_STRICT": "1"])
         #expect(r.status == 0, "\(r.err)")
         #expect(firstDifference([UInt8](try Data(contentsOf: URL(fileURLWithPath: out))), image) == nil)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ComposeFS
 
 /// Scans that fail (FORMAT.md §19.2): a message naming the path, exit 1,
@@ -37,7 +38,9 @@ extension DirectoryScannerTests {
         #expect(r.stdout.isEmpty)
         #expect(r.err == "mkcomposefs: error accessing \(missing): No such file or directory\n")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty, "no image, no temporary file")
-        #expect(throws: DirectoryScanner.Error.access(path: FilePath(missing), errno: .noSuchFileOrDirectory)) { try DirectoryScanner.scan(missing) }
+        #expect(throws: DirectoryScanner.Error.access(path: FilePath(missing), errno: .noSuchFileOrDirectory)) {
+            try DirectoryScanner.scan(missing)
+        }
     }
 
     /// SOURCEDIR itself is lstat'ed: a symlink to a directory is not
@@ -60,8 +63,9 @@ extension DirectoryScannerTests {
             #expect(r.stdout.isEmpty)
             #expect(r.err.hasPrefix("mkcomposefs: "))
             #expect(r.err.contains("Not a directory"), "stderr: \(r.err)")
-            #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["link", "real", "regular"],
-                    "no image, no temporary file, no store")
+            #expect(
+                try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["link", "real", "regular"],
+                "no image, no temporary file, no store")
         }
         // The real directory works.
         let ok = try Self.run([real, dir.file("ok.cfs")])

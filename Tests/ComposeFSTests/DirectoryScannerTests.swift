@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 // Root-only tests of `mkcomposefs SOURCEDIR` (FORMAT.md §19.2): real trees
@@ -69,7 +70,7 @@ import Testing
             ("xattr value", { $0[b("/xattr/file")]!.xattrs[b("user.binary")]!.append(0) }),
             ("xattr key", { $0[b("/special/disk")]!.xattrs[b("trusted.device")] = nil }),
             ("whiteout marker", { $0[b("/wh")]!.xattrs[b("user.overlay.opaque")] = nil }),
-            ("entry", { $0[b("/names/a=b")] = nil }),
+            ("entry", { $0[b("/names/a=b")] = nil })
         ]
         for (what, change) in changes {
             var broken = expected
@@ -101,7 +102,7 @@ import Testing
             (["--skip-xattrs"], O(skipXattrs: true)),
             (["--user-xattrs"], O(userXattrsOnly: true)),
             (["--use-epoch", "--skip-devices", "--user-xattrs"], O(useEpoch: true, skipDevices: true, userXattrsOnly: true)),
-            (["--skip-devices", "--skip-xattrs"], O(skipDevices: true, skipXattrs: true)),
+            (["--skip-devices", "--skip-xattrs"], O(skipDevices: true, skipXattrs: true))
         ]
         for (i, c) in cases.enumerated() {
             let image = dir.file("image-\(i).cfs")
@@ -114,8 +115,9 @@ import Testing
                 #expect(entries.values.allSatisfy { $0.mtime == Timespec(seconds: 0, nanoseconds: 0) }, "\(c.args)")
             }
             if c.options.skipDevices {
-                #expect(entries.values.allSatisfy { $0.fileType != .characterDevice && $0.fileType != .blockDevice },
-                        "\(c.args): no device and no whiteout")
+                #expect(
+                    entries.values.allSatisfy { $0.fileType != .characterDevice && $0.fileType != .blockDevice },
+                    "\(c.args): no device and no whiteout")
                 #expect(entries[b("/special/fifo")] != nil && entries[b("/special/socket")] != nil)
                 #expect(le(try ScanFS.readFile(image), 12, 4) == 0, "no whiteouts: version 0")
             } else {
@@ -128,9 +130,10 @@ import Testing
                 #expect(entries.values.allSatisfy { Set($0.xattrs.map(\.key)).isSubset(of: own) }, "\(c.args)")
             }
             if c.options.userXattrsOnly {
-                #expect(entries.values.allSatisfy { n in
-                    n.xattrs.allSatisfy { $0.key.starts(with: b("user.")) || $0.key == b("trusted.overlay.opaque") }
-                }, "\(c.args)")
+                #expect(
+                    entries.values.allSatisfy { n in
+                        n.xattrs.allSatisfy { $0.key.starts(with: b("user.")) || $0.key == b("trusted.overlay.opaque") }
+                    }, "\(c.args)")
                 #expect(entries[b("/xattr/file")]?.xattrs.count == 3)
             }
         }
@@ -171,8 +174,9 @@ import Testing
             let dump = try Tools.info(["dump", a])
             #expect(dump.status == 0, "\(dump.err)")
             #expect(!dump.stdout.isEmpty)
-            let r2 = try Tools.mkcomposefs(versions + ["--from-file", "-", bPath], stdin: dump.stdout,
-                                           environment: ["CFS_PARSE_STRICT": "1"])
+            let r2 = try Tools.mkcomposefs(
+                versions + ["--from-file", "-", bPath], stdin: dump.stdout,
+                environment: ["CFS_PARSE_STRICT": "1"])
             #expect(r2.status == 0, "\(versions): \(r2.err)")
             let imageA = try ScanFS.readFile(a)
             let imageB = try ScanFS.readFile(bPath)

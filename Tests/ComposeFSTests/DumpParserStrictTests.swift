@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ComposeFS
 
 /// The composefs-dump(5) parser's strict mode (`CFS_PARSE_STRICT`), and
@@ -51,7 +52,7 @@ extension DumpParserTests {
         ("empty-xattr-key", 2, "Can't set xattr"),
         ("long-link", 2, "Invalid symlink"),
         ("no-ftype", 2, "Invalid mode 0"),
-        ("self-hardlink", 2, "Self-referential hardlink /037blockdev"),
+        ("self-hardlink", 2, "Self-referential hardlink /037blockdev")
     ])
     func shouldFailAssets(name: String, line: Int, message: String) throws {
         let data = try Fixtures.bytes("should-fail/should-fail-\(name).dump")
@@ -92,10 +93,11 @@ extension DumpParserTests {
 
     @Test func upstreamSpecialDumpParsesStrictly() throws {
         let root = try DumpParser.parse(try Fixtures.bytes("upstream/special.dump"), strict: true)
-        #expect(root.children.map(\.name.text) == [
-            "blockdev", "chardev", "escaped-xattr", "fifo", "inline", "inline-large1", "inline-large2",
-            "inline-large3", "whiteout",
-        ])
+        #expect(
+            root.children.map(\.name.text) == [
+                "blockdev", "chardev", "escaped-xattr", "fifo", "inline", "inline-large1", "inline-large2",
+                "inline-large3", "whiteout"
+            ])
         #expect(root.xattrs == [Xattr("trusted.foo1", b("bar-1")), Xattr("user.foo2", b("bar-2"))])
         #expect(root.child(named: b("inline"))?.content == b("FOOBAR\nINAFILE\n"))
         #expect(root.child(named: b("blockdev"))?.rdev == 107690)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ComposeFS
 
 /// Every rule of the composefs-dump(5) parser (FORMAT.md §14), with the
@@ -8,16 +9,20 @@ import Testing
 /// should-fail assets.
 @Suite struct DumpParserTests {
     /// Asserts that `text` fails on `line` with exactly `message`.
-    func expectError(_ text: String, line: Int, _ message: String, strict: Bool = false,
-                     sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectError(
+        _ text: String, line: Int, _ message: String, strict: Bool = false,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let e = parseError(text, strict: strict)
         #expect(e != nil, "expected \"\(message)\"", sourceLocation: sourceLocation)
         #expect(e?.line == line, sourceLocation: sourceLocation)
         #expect(e?.reason.description == message, sourceLocation: sourceLocation)
     }
 
-    func expectError(_ data: [UInt8], line: Int, _ message: String, strict: Bool = false,
-                     sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectError(
+        _ data: [UInt8], line: Int, _ message: String, strict: Bool = false,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let e = parseError(data, strict: strict)
         #expect(e?.line == line, sourceLocation: sourceLocation)
         #expect(e?.reason.description == message, sourceLocation: sourceLocation)
@@ -63,16 +68,17 @@ import Testing
     }
 
     @Test func everyFileType() throws {
-        let root = try parseDump(rootLine + """
-            /blk 0 60600 1 0 0 2049 0.0 - - -
-            /chr 0 20600 1 0 0 259 0.0 - - -
-            /dir 4096 40700 2 0 0 0 0.0 - - -
-            /fifo 0 10644 1 0 0 0 0.0 - - -
-            /reg 0 100644 1 0 0 0 0.0 - - -
-            /sock 0 140755 1 0 0 0 0.0 - - -
-            /sym 3 120777 1 0 0 0 0.0 abc - -
+        let root = try parseDump(
+            rootLine + """
+                /blk 0 60600 1 0 0 2049 0.0 - - -
+                /chr 0 20600 1 0 0 259 0.0 - - -
+                /dir 4096 40700 2 0 0 0 0.0 - - -
+                /fifo 0 10644 1 0 0 0 0.0 - - -
+                /reg 0 100644 1 0 0 0 0.0 - - -
+                /sock 0 140755 1 0 0 0 0.0 - - -
+                /sym 3 120777 1 0 0 0 0.0 abc - -
 
-            """)
+                """)
         let types = root.children.map { $0.fileType }
         #expect(types == [.blockDevice, .characterDevice, .directory, .fifo, .regular, .socket, .symlink])
         #expect(root.child(named: b("blk"))?.rdev == 2049)
@@ -87,18 +93,20 @@ import Testing
         expectError(file(#"/a 1 100644 1 0 0 0 0.0 - \x4 -"#), line: 2, "No hex characters after hex escape")
         expectError(file(#"/a 0 100644 1 0 0 0 0.0 - - - user.a\xzz=1"#), line: 2, "Invalid hex characters after hex escape")
         expectError(file(#"/a 0 100644 1 0 0 0 0.0 - - - user.a=\p"#), line: 2, "Unsupported escape type p")
-        expectError(rootLine + "/a 0 100644 1 0 0 0 0.0 - - -\n" + #"/b\ 0 100644 1 0 0 0 0.0 - - -"# + "\n",
-                    line: 3, "No character after escape")
+        expectError(
+            rootLine + "/a 0 100644 1 0 0 0 0.0 - - -\n" + #"/b\ 0 100644 1 0 0 0 0.0 - - -"# + "\n",
+            line: 3, "No character after escape")
     }
 
     @Test func escapedNamesAndNULCut() throws {
-        let root = try parseDump(rootLine + #"""
-            /a\x00junk 0 100644 1 0 0 0 0.0 - - -
-            /\xff\t 0 100644 1 0 0 0 0.0 - - -
-            /s 1 120777 1 0 0 0 0.0 x\x00y - -
-            /p 5 100644 1 0 0 0 0.0 p\x00q - - user.k\x00ey=v\x00w
+        let root = try parseDump(
+            rootLine + #"""
+                /a\x00junk 0 100644 1 0 0 0 0.0 - - -
+                /\xff\t 0 100644 1 0 0 0 0.0 - - -
+                /s 1 120777 1 0 0 0 0.0 x\x00y - -
+                /p 5 100644 1 0 0 0 0.0 p\x00q - - user.k\x00ey=v\x00w
 
-            """#)
+                """#)
         #expect(root.children.map(\.name) == [b("a"), b("p"), b("s"), [0xFF, 0x09]])
         #expect(root.child(named: b("s"))?.payload == b("x"))
         let p = try #require(root.child(named: b("p")))
@@ -117,8 +125,8 @@ import Testing
         let root = try parseDump(file("/f 99999999999999999999999 100644 99999999999999999999999 0 0 0 184467440737095516150.0 - - -"))
         let f = try #require(root.child(named: b("f")))
         #expect(f.size == UInt64.max)
-        #expect(f.nlink == UInt32.max)                 // clamped to 2^64-1, then truncated to 32 bits
-        #expect(f.mtime.seconds == -1)                  // 2^64-1 as a signed value
+        #expect(f.nlink == UInt32.max)   // clamped to 2^64-1, then truncated to 32 bits
+        #expect(f.mtime.seconds == -1)   // 2^64-1 as a signed value
         let exact = try parseDump(file("/f 18446744073709551615 100644 1 0 0 0 0.0 - - -"))
         #expect(exact.child(named: b("f"))?.size == UInt64.max)
         let over = try parseDump(file("/f 18446744073709551616 100644 1 0 0 0 0.0 - - -"))
@@ -150,7 +158,7 @@ import Testing
         expectError(file("/f 5x 100644 1 0 0 0 0.0 - - -"), line: 2, "Invalid integer 5x")
         expectError(file("/f + 100644 1 0 0 0 0.0 - - -"), line: 2, "Invalid integer +")
         expectError(file("/f 0 100644 y 0 0 0 0.0 - - -"), line: 2, "Invalid integer y")
-        expectError(file("/f 0 100648 1 0 0 0 0.0 - - -"), line: 2, "Invalid integer 100648")  // octal
+        expectError(file("/f 0 100648 1 0 0 0 0.0 - - -"), line: 2, "Invalid integer 100648")   // octal
         expectError(file("/f 0 @x 1 0 0 0 0.0 /a - -"), line: 2, "Invalid integer x")
         // Two spaces make an empty field, and an empty integer is invalid.
         expectError(file("/f  100644 1 0 0 0 0.0 - - -"), line: 2, "Invalid integer ")
@@ -209,8 +217,9 @@ import Testing
     // MARK: Lines
 
     @Test func embeddedNUL() {
-        expectError(b(rootLine) + [0x2F, 0x61, 0x00] + b("b 0 100644 1 0 0 0 0.0 - - -\n"),
-                    line: 2, "Invalid embedded NUL character at position 2")
+        expectError(
+            b(rootLine) + [0x2F, 0x61, 0x00] + b("b 0 100644 1 0 0 0 0.0 - - -\n"),
+            line: 2, "Invalid embedded NUL character at position 2")
         expectError([0x00, 0x0A], line: 1, "Invalid embedded NUL character at position 0")
     }
 

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ComposeFS
 
 /// composefs-dump(5) parser rules about the tree (FORMAT.md §14.5): paths,
@@ -26,10 +27,12 @@ extension DumpParserTests {
         expectError(file("/a/b 0 100644 1 0 0 0 0.0 - - -"), line: 2, "Parent directory missing for /a/b")
         expectError(file("/./x 0 100644 1 0 0 0 0.0 - - -"), line: 2, "Parent directory missing for /./x")
         expectError(file(#"/a\x20b/c 0 100644 1 0 0 0 0.0 - - -"#), line: 2, "Parent directory missing for /a b/c")
-        expectError(rootLine + "/a 0 100644 1 0 0 0 0.0 - - -\n/a/b 0 100644 1 0 0 0 0.0 - - -\n",
-                    line: 3, "Parent must be a directory for /a/b")
-        expectError(rootLine + "/a 1 120777 1 0 0 0 0.0 / - -\n/a/b 0 100644 1 0 0 0 0.0 - - -\n",
-                    line: 3, "Parent must be a directory for /a/b")
+        expectError(
+            rootLine + "/a 0 100644 1 0 0 0 0.0 - - -\n/a/b 0 100644 1 0 0 0 0.0 - - -\n",
+            line: 3, "Parent must be a directory for /a/b")
+        expectError(
+            rootLine + "/a 1 120777 1 0 0 0 0.0 / - -\n/a/b 0 100644 1 0 0 0 0.0 - - -\n",
+            line: 3, "Parent must be a directory for /a/b")
     }
 
     @Test func repeatedSlashesAreDropped() throws {
@@ -41,8 +44,9 @@ extension DumpParserTests {
     @Test func dotAndDotDotNames() throws {
         expectError(file("/. 4096 40555 2 0 0 0 0.0 - - -"), line: 2, "Invalid . or .. in path: /.")
         expectError(file("/.. 4096 40555 2 0 0 0 0.0 - - -"), line: 2, "Invalid . or .. in path: /..")
-        expectError(rootLine + "/d 4096 40755 2 0 0 0 0.0 - - -\n/d/.. 0 100644 1 0 0 0 0.0 - - -\n",
-                    line: 3, "Invalid . or .. in path: /d/..")
+        expectError(
+            rootLine + "/d 4096 40755 2 0 0 0 0.0 - - -\n/d/.. 0 100644 1 0 0 0 0.0 - - -\n",
+            line: 3, "Invalid . or .. in path: /d/..")
         let root = try parseDump(file("/... 0 100644 1 0 0 0 0.0 - - -"))
         #expect(root.child(named: b("...")) != nil)
     }
@@ -76,16 +80,17 @@ extension DumpParserTests {
     }
 
     @Test func childrenAreSortedByBytes() throws {
-        let root = try parseDump(rootLine + #"""
-            /b 0 100644 1 0 0 0 0.0 - - -
-            /\xc3\xa9 0 100644 1 0 0 0 0.0 - - -
-            /a 0 100644 1 0 0 0 0.0 - - -
-            /B 0 100644 1 0 0 0 0.0 - - -
-            /- 0 100644 1 0 0 0 0.0 - - -
-            /+ 0 100644 1 0 0 0 0.0 - - -
-            /ab 0 100644 1 0 0 0 0.0 - - -
+        let root = try parseDump(
+            rootLine + #"""
+                /b 0 100644 1 0 0 0 0.0 - - -
+                /\xc3\xa9 0 100644 1 0 0 0 0.0 - - -
+                /a 0 100644 1 0 0 0 0.0 - - -
+                /B 0 100644 1 0 0 0 0.0 - - -
+                /- 0 100644 1 0 0 0 0.0 - - -
+                /+ 0 100644 1 0 0 0 0.0 - - -
+                /ab 0 100644 1 0 0 0 0.0 - - -
 
-            """#)
+                """#)
         #expect(root.children.map(\.name) == [b("+"), b("-"), b("B"), b("a"), b("ab"), b("b"), [0xC3, 0xA9]])
     }
 
@@ -97,44 +102,48 @@ extension DumpParserTests {
         expectError(file("/d 4096 @40755 2 0 0 0 0.0 / - -"), line: 2, "Directories can't be hardlinked")
         expectError(file("/h 0 @100644 1 0 0 0 0.0 - - -"), line: 2, "No target path for the hardlink")
         // Fix-ups run last line first: the later bad line is the one reported.
-        expectError(rootLine + "/h1 0 @100644 1 0 0 0 0.0 /nope1 - -\n/h2 0 @100644 1 0 0 0 0.0 /nope2 - -\n",
-                    line: 3, "No target at /nope2 for hardlink")
+        expectError(
+            rootLine + "/h1 0 @100644 1 0 0 0 0.0 /nope1 - -\n/h2 0 @100644 1 0 0 0 0.0 /nope2 - -\n",
+            line: 3, "No target at /nope2 for hardlink")
     }
 
     @Test func hardlinkChainsAndForwardReferences() throws {
-        let root = try parseDump(rootLine + """
-            /c 0 @100644 1 0 0 0 0.0 /b - -
-            /b 0 @100644 1 0 0 0 0.0 /a - -
-            /a 5 100644 3 0 0 0 0.0 xx/yy - -
+        let root = try parseDump(
+            rootLine + """
+                /c 0 @100644 1 0 0 0 0.0 /b - -
+                /b 0 @100644 1 0 0 0 0.0 /a - -
+                /a 5 100644 3 0 0 0 0.0 xx/yy - -
 
-            """)
+                """)
         let a = try #require(root.child(named: b("a")))
         let bNode = try #require(root.child(named: b("b")))
         let c = try #require(root.child(named: b("c")))
         #expect(bNode.hardlinkTarget === a)
         #expect(c.hardlinkTarget === bNode)
         #expect(c.resolvedTarget === a)
-        #expect(a.nlink == 3)               // hardlinks do not add to the target's nlink
+        #expect(a.nlink == 3)   // hardlinks do not add to the target's nlink
         #expect(c.mode == 0o100644)
     }
 
     @Test func hardlinkLinesIgnoreTheOtherFields() throws {
-        let root = try parseDump(rootLine + "/a 0 100644 1 0 0 0 0.0 - - -\n"
-            + #"/h x @100644 y z w v q /a \q \q user.no-equal"# + "\n")
+        let root = try parseDump(
+            rootLine + "/a 0 100644 1 0 0 0 0.0 - - -\n"
+                + #"/h x @100644 y z w v q /a \q \q user.no-equal"# + "\n")
         let h = try #require(root.child(named: b("h")))
         #expect(h.hardlinkTarget === root.child(named: b("a")))
         #expect(h.xattrs.isEmpty)
     }
 
     @Test func hardlinkTargetsAreLookedUpLikePaths() throws {
-        let root = try parseDump(rootLine + #"""
-            /d 4096 40755 2 0 0 0 0.0 - - -
-            /d/a\x20b 0 100644 1 0 0 0 0.0 - - -
-            /h1 0 @100644 1 0 0 0 0.0 /d/a\x20b - -
-            /h2 0 @100644 1 0 0 0 0.0 //d//a\x20b - -
-            /h3 0 @100644 1 0 0 0 0.0 / - -
+        let root = try parseDump(
+            rootLine + #"""
+                /d 4096 40755 2 0 0 0 0.0 - - -
+                /d/a\x20b 0 100644 1 0 0 0 0.0 - - -
+                /h1 0 @100644 1 0 0 0 0.0 /d/a\x20b - -
+                /h2 0 @100644 1 0 0 0 0.0 //d//a\x20b - -
+                /h3 0 @100644 1 0 0 0 0.0 / - -
 
-            """#)
+                """#)
         let target = root.child(named: b("d"))?.child(named: b("a b"))
         #expect(target != nil)
         #expect(root.child(named: b("h1"))?.hardlinkTarget === target)
@@ -162,7 +171,7 @@ extension DumpParserTests {
         let root = try parseDump(file("/l 1 120777 1 0 0 0 0.0 \(t4095) - -"))
         let l = try #require(root.child(named: b("l")))
         #expect(l.payload == b(t4095))
-        #expect(l.size == 4095)          // SIZE is replaced by the target length
+        #expect(l.size == 4095)   // SIZE is replaced by the target length
     }
 
     @Test func payloadLength() throws {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ComposeFS
 
 /// `composefs-info dump`, `ls` and `objects` printing (FORMAT.md §17).
@@ -47,25 +48,28 @@ import Testing
     }
 
     @Test func hardlinkToADirectoryIsNotDescended() throws {
-        let root = try parseDump(rootLine + """
-            /d 4096 40700 2 0 0 0 0.0 - - -
-            /d/x 0 100644 1 0 0 0 0.0 - - -
-            /h 0 @100644 1 0 0 0 0.0 /d - -
+        let root = try parseDump(
+            rootLine + """
+                /d 4096 40700 2 0 0 0 0.0 - - -
+                /d/x 0 100644 1 0 0 0 0.0 - - -
+                /h 0 @100644 1 0 0 0 0.0 /d - -
 
-            """)
-        #expect(DumpPrinter.dump(root).text == rootLine + """
-            /d 4096 40700 2 0 0 0 0.0 - - -
-            /d/x 0 100644 1 0 0 0 0.0 - - -
-            /h 4096 @40700 2 0 0 0 0.0 /d - -
+                """)
+        #expect(
+            DumpPrinter.dump(root).text == rootLine + """
+                /d 4096 40700 2 0 0 0 0.0 - - -
+                /d/x 0 100644 1 0 0 0 0.0 - - -
+                /h 4096 @40700 2 0 0 0 0.0 /d - -
 
-            """)
+                """)
     }
 
     @Test func lsListing() throws {
         let root = try parseDump(Self.input)
         var out: [UInt8] = []
         DumpPrinter.list(root) { out += $0 }
-        let expected = "/c\n"
+        let expected =
+            "/c\n"
             + "/d/\t\n"
             + "/d/f\t@ ab/cdef\n"
             + "/dash\n"

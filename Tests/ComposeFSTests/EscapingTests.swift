@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ComposeFS
 
 /// The escapes of composefs-dump(5): parser side (FORMAT.md §14.2) and

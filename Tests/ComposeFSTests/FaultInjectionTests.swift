@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// Faults during a store fill: sources that change or vanish, a directory
@@ -13,8 +14,10 @@ import Testing
     /// Every name in `store` is a fan-out directory of correct objects;
     /// with `temporaries`, a writer's temporary (`.tmp-*`: a staging area
     /// a killed run left, which the next writer removes) may be there too.
-    static func expectStoreCorrect(_ store: String, mayBeAbsent: Bool = false, temporaries: Bool = false,
-                                   sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func expectStoreCorrect(
+        _ store: String, mayBeAbsent: Bool = false, temporaries: Bool = false,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let fm = FileManager.default
         if mayBeAbsent && !fm.fileExists(atPath: store) { return }   // killed before it was created
         for top in try fm.contentsOfDirectory(atPath: store) {
@@ -22,8 +25,9 @@ import Testing
             #expect(top.count == 2 && top.allSatisfy(\.isHexDigit), "unexpected \(top) in the store", sourceLocation: sourceLocation)
             for name in try fm.contentsOfDirectory(atPath: store + "/" + top) {
                 let digest = try FsVerity.digest(path: "\(store)/\(top)/\(name)")
-                #expect(digest.hexString == top + name, "object \(top)/\(name) has digest \(digest.hexString)",
-                        sourceLocation: sourceLocation)
+                #expect(
+                    digest.hexString == top + name, "object \(top)/\(name) has digest \(digest.hexString)",
+                    sourceLocation: sourceLocation)
             }
         }
     }
@@ -42,8 +46,9 @@ import Testing
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
         defer { scratch.deallocate() }
         #expect(throws: ObjectStore.Error.changed(source: FilePath(path))) {
-            try store.insert(source: fd, sourcePath: path, digest: digestOf(original),
-                             size: UInt64(original.count), scratch: scratch)
+            try store.insert(
+                source: fd, sourcePath: path, digest: digestOf(original),
+                size: UInt64(original.count), scratch: scratch)
         }
         try store.commit()
         #expect(try !store.contains(FsVerity.objectPath(digestOf(original))))
@@ -114,7 +119,8 @@ import Testing
         let src = dir.file("src")
         try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
         for k in 0..<300 { try dir.write("src/f\(k)", pseudoRandomBytes(200_000 + k, seed: UInt64(100 + k))) }
-        let store = dir.file("objects"), out = dir.file("image.cfs")
+        let store = dir.file("objects")
+        let out = dir.file("image.cfs")
         let bin = try #require(Tools.directory)
         // A kill may land after the image was put in place (a run on a
         // filled store is quick, and exiting takes a while under the

@@ -2,6 +2,7 @@ import CFSVerity
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// fs-verity digests (FORMAT.md §13), checked against fsverity-utils'
@@ -24,15 +25,17 @@ import Testing
         params.block_size = 4096
         var result: UnsafeMutablePointer<libfsverity_digest>?
         let status = withExtendedLifetime(source) {
-            libfsverity_compute_digest(Unmanaged.passUnretained(source).toOpaque(), { fd, buf, count in
-                let s = Unmanaged<Source>.fromOpaque(fd!).takeUnretainedValue()
-                guard count <= s.data.count - s.offset else { return -EIO }
-                s.data.withUnsafeBytes { bytes in
-                    buf!.copyMemory(from: bytes.baseAddress! + s.offset, byteCount: count)
-                }
-                s.offset += count
-                return 0
-            }, &params, &result)
+            libfsverity_compute_digest(
+                Unmanaged.passUnretained(source).toOpaque(),
+                { fd, buf, count in
+                    let s = Unmanaged<Source>.fromOpaque(fd!).takeUnretainedValue()
+                    guard count <= s.data.count - s.offset else { return -EIO }
+                    s.data.withUnsafeBytes { bytes in
+                        buf!.copyMemory(from: bytes.baseAddress! + s.offset, byteCount: count)
+                    }
+                    s.offset += count
+                    return 0
+                }, &params, &result)
         }
         try #require(status == 0, "libfsverity_compute_digest failed: \(status)")
         let digest = try #require(result)
@@ -55,7 +58,8 @@ import Testing
     }
 
     @Test func pinnedDigestsAgreeWithLibfsverity() throws {
-        #expect(try Self.libfsverityDigest(b("hello world\n")).hexString == "37061ef2ac4c21bec68489b56138c5780306a4ad7fe6676236ecdf2c9027cd92")
+        #expect(
+            try Self.libfsverityDigest(b("hello world\n")).hexString == "37061ef2ac4c21bec68489b56138c5780306a4ad7fe6676236ecdf2c9027cd92")
         #expect(try Self.libfsverityDigest([]).hexString == "3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95")
     }
 
@@ -145,7 +149,8 @@ import Testing
     @Test func referenceSHA256() {
         #expect(SHA256Reference.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(SHA256Reference.hex(b("abc")) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(SHA256Reference.hex(b("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))
+        #expect(
+            SHA256Reference.hex(b("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))
                 == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
         // And the library's libcrypto-backed one agrees on a multi-block input.
         let data = pseudoRandomBytes(10_000, seed: 5)

@@ -1,6 +1,7 @@
 import ComposeFSProperties
 import Foundation
 import Testing
+
 @testable import ComposeFS
 
 // Replays the inputs the fuzz targets (Fuzz/, scripts/fuzz, FUZZING.md) found
@@ -71,12 +72,14 @@ struct FuzzRegressionTests {
     /// as) made a strong reference cycle (ancestor.children → … →
     /// entry.hardlinkTarget → ancestor), so the whole tree was never freed.
     /// Fixed by making Node.hardlinkTarget weak.
-    @Test("hardlink to an ancestor directory does not leak the tree",
-          arguments: ["/", "/d", ""])
+    @Test(
+        "hardlink to an ancestor directory does not leak the tree",
+        arguments: ["/", "/d", ""])
     func hardlinkToAncestorIsFreed(_ target: String) throws {
         weak var weakRoot: Node?
         do {
-            let text = "/ 4096 40755 3 0 0 0 0.0 - - -\n/d 4096 40755 2 0 0 0 0.0 - - -\n"
+            let text =
+                "/ 4096 40755 3 0 0 0 0.0 - - -\n/d 4096 40755 2 0 0 0 0.0 - - -\n"
                 + "/d/a 0 @100644 1 0 0 0 0.0 \(target) - -\n"
             let root = try DumpParser.parse(Array(text.utf8))
             #expect(root.lookup(path: Array("/d/a".utf8))?.resolvedTarget?.isDirectory == true)

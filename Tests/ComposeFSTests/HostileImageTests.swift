@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// Systematic corruption of valid images (FORMAT.md §15; never crash on a
@@ -22,7 +23,8 @@ import Testing
             }
         }
         if let special = try? Fixtures.bytes("upstream/special.dump"),
-           let img = try? ImageWriter.write(try DumpParser.parse(special), options: .init(minVersion: 0, maxVersion: 0)) {
+            let img = try? ImageWriter.write(try DumpParser.parse(special), options: .init(minVersion: 0, maxVersion: 0))
+        {
             out.append(("special", img))
         }
         return out
@@ -52,7 +54,7 @@ import Testing
         var nids: [Int] = []
         try loader.traverse(filter: nil) { event in
             switch event {
-            case let .root(_, nid), let .entry(_, nid, _, _): nids.append(nid)
+            case .root(_, let nid), .entry(_, let nid, _, _): nids.append(nid)
             case .hardlink: break
             }
         }
@@ -96,14 +98,17 @@ import Testing
             }
         }
         // Header and superblock.
-        for (o, w) in [(0, 4), (4, 4), (8, 4), (12, 4), (1024, 4), (1032, 4), (1036, 1), (1037, 1), (1038, 2),
-                       (1040, 8), (1048, 8), (1056, 4), (1060, 4), (1064, 4), (1068, 4), (1104, 4), (1115, 1)] {
+        for (o, w) in [
+            (0, 4), (4, 4), (8, 4), (12, 4), (1024, 4), (1032, 4), (1036, 1), (1037, 1), (1038, 2),
+            (1040, 8), (1048, 8), (1056, 4), (1060, 4), (1064, 4), (1068, 4), (1104, 4), (1115, 1)
+        ] {
             field(o, w)
         }
         // Every field of every inode, and its xattr area.
         let root = Int(get(image, 1038, 2))
         for (o, extended) in try inodes(image) {
-            let fields: [(Int, Int)] = extended
+            let fields: [(Int, Int)] =
+                extended
                 ? [(0, 2), (2, 2), (4, 2), (8, 8), (16, 4), (20, 4), (24, 4), (28, 4), (32, 8), (40, 4), (44, 4)]
                 : [(0, 2), (2, 2), (4, 2), (6, 2), (8, 4), (16, 4), (20, 4), (24, 2), (26, 2)]
             for (f, w) in fields { field(o + f, w) }
@@ -111,13 +116,13 @@ import Testing
             let icount = Int(get(image, o + 2, 2))
             let xsize = icount == 0 ? 0 : 12 + 4 * (icount - 1)
             if icount > 0 {
-                field(o + isize + 4, 1)                      // h_shared_count
+                field(o + isize + 4, 1)   // h_shared_count
                 if get(image, o + isize + 4, 1) > 0 { field(o + isize + 12, 4) }   // first shared id
                 let entry = o + isize + 12 + 4 * Int(get(image, o + isize + 4, 1))
                 if entry + 4 <= o + isize + xsize {
-                    field(entry, 1)                          // e_name_len
-                    field(entry + 1, 1)                      // e_name_index
-                    field(entry + 2, 2)                      // e_value_size
+                    field(entry, 1)   // e_name_len
+                    field(entry + 1, 1)   // e_name_index
+                    field(entry + 2, 2)   // e_value_size
                 }
             }
             // Directory entries: nids pointing at the root (a cycle), at
@@ -141,8 +146,8 @@ import Testing
                             put(&c, h, 8, v)
                             out.append(c)
                         }
-                        field(h + 8, 2)                      // nameoff
-                        field(h + 10, 1)                     // file type
+                        field(h + 8, 2)   // nameoff
+                        field(h + 10, 1)   // file type
                     }
                 }
             }

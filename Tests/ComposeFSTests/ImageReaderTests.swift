@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// The image reader (FORMAT.md §15): upstream's `composefs-info` outputs,
@@ -61,7 +62,7 @@ import Testing
         let loaded = try ImageReader.load(image)
         #expect(loaded.header.magic == 0xD078_629A)
         #expect(loaded.header.version == 1)
-        #expect(loaded.header.composefsVersion == 1)       // upgraded: the vector has a whiteout
+        #expect(loaded.header.composefsVersion == 1)   // upgraded: the vector has a whiteout
         #expect(loaded.superblock.magic == 0xE0F5_E1E2)
         #expect(loaded.superblock.blocks == UInt32(image.count / 4096))
         #expect(try ImageReader.header(image) == loaded.header)
@@ -93,19 +94,24 @@ import Testing
             #expect(firstDifference(again, image) == nil)
         }
         #expect(DumpPrinter.dump(try ImageReader.load(again).root) == text)
-        let third = try ImageWriter.write(try DumpParser.parse(DumpPrinter.dump(try ImageReader.load(again).root), strict: true),
-                                          options: try vector.options)
+        let third = try ImageWriter.write(
+            try DumpParser.parse(DumpPrinter.dump(try ImageReader.load(again).root), strict: true),
+            options: try vector.options)
         #expect(firstDifference(third, again) == nil)
     }
 
     @Test func specialDumpReadsBackAsUpstreamPrintsIt() throws {
-        let image = try ImageWriter.write(try DumpParser.parse(try Fixtures.bytes("upstream/special.dump")),
-                                          options: .init(minVersion: 0, maxVersion: 0))
+        let image = try ImageWriter.write(
+            try DumpParser.parse(try Fixtures.bytes("upstream/special.dump")),
+            options: .init(minVersion: 0, maxVersion: 0))
         let lines = try dump(image).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         #expect(lines.first == "/ 4096 40555 2 0 0 0 1633950376.0 - - - trusted.foo1=bar-1 user.foo2=bar-2")
         #expect(lines.contains("/blockdev 0 60777 1 0 0 107690 1633950376.0 - - - trusted.bar=bar-2"))
         // Inline xattrs first, then shared ones (user.foo=bar-2 is on several files).
-        #expect(lines.contains(#"/escaped-xattr 0 100777 1 0 0 0 1633950376.0 - - - trusted.overlay.redirect=/foo\n user.overlay.redirect=/foo\n user.foo=bar-2"#))
+        #expect(
+            lines.contains(
+                #"/escaped-xattr 0 100777 1 0 0 0 1633950376.0 - - - trusted.overlay.redirect=/foo\n user.overlay.redirect=/foo\n user.foo=bar-2"#
+            ))
         #expect(lines.contains(#"/inline 15 100777 1 0 0 0 1633950376.0 - FOOBAR\nINAFILE\n - user.foo=bar-2"#))
         #expect(lines.contains("/whiteout 0 20777 1 0 0 0 1633950376.0 - - - trusted.foo=bar-2"))
         #expect(lines.last == "")
@@ -147,43 +153,49 @@ import Testing
     // MARK: Hardlinks
 
     @Test func firstPathToAnInodeIsTheRealNode() throws {
-        let image = try ImageWriter.write(try parseDump(rootLine + """
-            /a 0 @100644 1 0 0 0 0.0 /z - -
-            /d 4096 40755 2 0 0 0 0.0 - - -
-            /d/m 0 @100644 1 0 0 0 0.0 /z - -
-            /z 5 100644 3 0 0 0 0.0 ab/cd - -
+        let image = try ImageWriter.write(
+            try parseDump(
+                rootLine + """
+                    /a 0 @100644 1 0 0 0 0.0 /z - -
+                    /d 4096 40755 2 0 0 0 0.0 - - -
+                    /d/m 0 @100644 1 0 0 0 0.0 /z - -
+                    /z 5 100644 3 0 0 0 0.0 ab/cd - -
 
-            """))
-        #expect(try dump(image) == """
-            / 4096 40755 3 0 0 0 0.0 - - -
-            /a 5 100644 3 0 0 0 0.0 ab/cd - -
-            /d 40 40755 2 0 0 0 0.0 - - -
-            /d/m 5 @100644 3 0 0 0 0.0 /a - -
-            /z 5 @100644 3 0 0 0 0.0 /a - -
+                    """))
+        #expect(
+            try dump(image) == """
+                / 4096 40755 3 0 0 0 0.0 - - -
+                /a 5 100644 3 0 0 0 0.0 ab/cd - -
+                /d 40 40755 2 0 0 0 0.0 - - -
+                /d/m 5 @100644 3 0 0 0 0.0 /a - -
+                /z 5 @100644 3 0 0 0 0.0 /a - -
 
-            """)
+                """)
         #expect(try objects([image]) == "ab/cd\n")
     }
 
     // MARK: Filter
 
     @Test func filterLoadsOnlyNamedRootEntries() throws {
-        let image = try ImageWriter.write(try parseDump(rootLine + """
-            /a 4096 40755 2 0 0 0 0.0 - - -
-            /a/x 0 100644 1 0 0 0 0.0 - - -
-            /b 0 100644 1 0 0 0 0.0 - - -
-            /c 4096 40755 2 0 0 0 0.0 - - -
-            /c/a 0 100644 1 0 0 0 0.0 - - -
+        let image = try ImageWriter.write(
+            try parseDump(
+                rootLine + """
+                    /a 4096 40755 2 0 0 0 0.0 - - -
+                    /a/x 0 100644 1 0 0 0 0.0 - - -
+                    /b 0 100644 1 0 0 0 0.0 - - -
+                    /c 4096 40755 2 0 0 0 0.0 - - -
+                    /c/a 0 100644 1 0 0 0 0.0 - - -
 
-            """))
+                    """))
         let root = try ImageReader.load(image, filter: [b("a"), b("b"), b("nope")]).root
-        #expect(DumpPrinter.dump(root).text == """
-            / 4096 40755 4 0 0 0 0.0 - - -
-            /a 40 40755 2 0 0 0 0.0 - - -
-            /a/x 0 100644 1 0 0 0 0.0 - - -
-            /b 0 100644 1 0 0 0 0.0 - - -
+        #expect(
+            DumpPrinter.dump(root).text == """
+                / 4096 40755 4 0 0 0 0.0 - - -
+                /a 40 40755 2 0 0 0 0.0 - - -
+                /a/x 0 100644 1 0 0 0 0.0 - - -
+                /b 0 100644 1 0 0 0 0.0 - - -
 
-            """)
+                """)
         #expect(try ImageReader.load(image, filter: []).root.children.isEmpty)
     }
 
@@ -230,15 +242,16 @@ import Testing
         badMeta[1024 + 40] = 0xFF
         #expect(loadError(badMeta) != nil)
         var rootNotDir = image
-        rootNotDir[0x480 + 5] = 0x81          // root mode 0100755
+        rootNotDir[0x480 + 5] = 0x81   // root mode 0100755
         #expect(loadError(rootNotDir) != nil)
     }
 
     // MARK: Robustness: damaged images never crash or hang
 
     static func sampleImage() throws -> [UInt8] {
-        try ImageWriter.write(try DumpParser.parse(try Fixtures.bytes("upstream/special.dump")),
-                              options: .init(minVersion: 1, maxVersion: 1))
+        try ImageWriter.write(
+            try DumpParser.parse(try Fixtures.bytes("upstream/special.dump")),
+            options: .init(minVersion: 1, maxVersion: 1))
     }
 
     @Test(.timeLimit(.minutes(1)))
@@ -265,7 +278,9 @@ import Testing
         // Damage the metadata (header, superblock, inodes, shared xattrs,
         // directory blocks) more often than the tail of the file.
         let metadataEnd = min(image.count, 20480)
-        var loaded = 0, walked = 0, failed = 0
+        var loaded = 0
+        var walked = 0
+        var failed = 0
         for iteration in 0..<500 {
             var damaged = image
             let flips = 1 + Int(rng.next() % 4)
@@ -329,17 +344,20 @@ import Testing
     }
 
     @Test func walkWithFilter() throws {
-        let image = try ImageWriter.write(try parseDump(rootLine + """
-            /a 4096 40755 2 0 0 0 0.0 - - -
-            /a/x 0 100644 1 0 0 0 0.0 - - -
-            /b 0 @100644 1 0 0 0 0.0 /a/x - -
+        let image = try ImageWriter.write(
+            try parseDump(
+                rootLine + """
+                    /a 4096 40755 2 0 0 0 0.0 - - -
+                    /a/x 0 100644 1 0 0 0 0.0 - - -
+                    /b 0 @100644 1 0 0 0 0.0 /a/x - -
 
-            """))
-        #expect(try walkDump(ByteReader(image), filter: [b("b")]) == """
-            / 4096 40755 3 0 0 0 0.0 - - -
-            /b 0 100644 1 0 0 0 0.0 - - -
+                    """))
+        #expect(
+            try walkDump(ByteReader(image), filter: [b("b")]) == """
+                / 4096 40755 3 0 0 0 0.0 - - -
+                /b 0 100644 1 0 0 0 0.0 - - -
 
-            """)
+                """)
         #expect(try walkDump(ByteReader(image)) == (try dump(image)))
     }
 
@@ -351,7 +369,7 @@ import Testing
         // path to the root must become a hardlink entry, not a cycle.
         let names = try #require(firstIndex(of: b("...x"), in: image))
         let xHeader = names - 12
-        #expect(le(image, xHeader + 8, 2) == 39)            // nameoff of "x"
+        #expect(le(image, xHeader + 8, 2) == 39)   // nameoff of "x"
         let rootNid = le(image, 1024 + 14, 2)
         var hostile = image
         for k in 0..<8 { hostile[xHeader + k] = UInt8(truncatingIfNeeded: rootNid >> (8 * UInt64(k))) }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ComposeFS
 
 /// The EROFS writer: the worked example of FORMAT.md §24.6 byte by byte,
@@ -27,23 +28,25 @@ import Testing
         #expect(Array(image[0..<32]) == hexBytes("9a6278d0 01000000 00000000 00000000") + [UInt8](repeating: 0, count: 16))
         #expect(image[32..<1024].allSatisfy { $0 == 0 })
         let sb = Array(image[1024..<1152])
-        let expected = hexBytes("""
-            e2e1f5e0 00000000 06000000 0c 00 2400
-            0101000000000000 0000000000000000 00000000
-            04000000 00000000 02000000
-            """) + [UInt8](repeating: 0, count: 80)
+        let expected =
+            hexBytes(
+                """
+                e2e1f5e0 00000000 06000000 0c 00 2400
+                0101000000000000 0000000000000000 00000000
+                04000000 00000000 02000000
+                """) + [UInt8](repeating: 0, count: 80)
         #expect(sb == expected)
         // Field by field, for a readable failure.
         #expect(le(image, 1024, 4) == 0xE0F5_E1E2)
-        #expect(le(image, 1024 + 8, 4) == 6)          // feature_compat
-        #expect(image[1024 + 12] == 12)                // blkszbits
-        #expect(le(image, 1024 + 14, 2) == 36)         // root_nid
-        #expect(le(image, 1024 + 16, 8) == 257)        // inos
-        #expect(le(image, 1024 + 24, 8) == 0)          // build_time
-        #expect(le(image, 1024 + 36, 4) == 4)          // blocks
-        #expect(le(image, 1024 + 40, 4) == 0)          // meta_blkaddr
-        #expect(le(image, 1024 + 44, 4) == 2)          // xattr_blkaddr
-        #expect(le(image, 1024 + 80, 4) == 0)          // feature_incompat
+        #expect(le(image, 1024 + 8, 4) == 6)   // feature_compat
+        #expect(image[1024 + 12] == 12)   // blkszbits
+        #expect(le(image, 1024 + 14, 2) == 36)   // root_nid
+        #expect(le(image, 1024 + 16, 8) == 257)   // inos
+        #expect(le(image, 1024 + 24, 8) == 0)   // build_time
+        #expect(le(image, 1024 + 36, 4) == 4)   // blocks
+        #expect(le(image, 1024 + 40, 4) == 0)   // meta_blkaddr
+        #expect(le(image, 1024 + 44, 4) == 2)   // xattr_blkaddr
+        #expect(le(image, 1024 + 80, 4) == 0)   // feature_incompat
     }
 
     @Test func workedExampleRootInodeAndXattrs() throws {
@@ -59,7 +62,7 @@ import Testing
     @Test func workedExampleWhiteoutInodes() throws {
         let image = try write(rootLine)
         for i in 0..<256 {
-            let o = 0x4C0 + 32 * i      // nid 38 + i
+            let o = 0x4C0 + 32 * i   // nid 38 + i
             // compact, FLAT_PLAIN, no xattrs, mode 020644, nlink 1, size 0, rdev 0, ino 1 + i
             var expected = hexBytes("0000 0000 a421 0100 00000000 00000000 00000000")
             expected += [UInt8(truncatingIfNeeded: i + 1), UInt8((i + 1) >> 8), 0, 0]
@@ -95,7 +98,7 @@ import Testing
     @Test(arguments: [
         ("upstream/special.dump", UInt32(0), UInt32(0), "upstream/special.dump.sha256", true, 28672),
         ("upstream/special.dump", 1, 1, "upstream/special_v1.dump.sha256", true, 28672),
-        ("upstream/no-newline.dump", 0, 0, "upstream/no-newline.dump.sha256", false, 16384),
+        ("upstream/no-newline.dump", 0, 0, "upstream/no-newline.dump.sha256", false, 16384)
     ])
     func upstreamGoldenImages(dump: String, min: UInt32, max: UInt32, sha: String, strict: Bool, size: Int) throws {
         let root = try DumpParser.parse(try Fixtures.bytes(dump), strict: strict)
@@ -124,10 +127,10 @@ import Testing
     static let whiteoutTree = rootLine + "/w 0 20644 1 0 0 0 0.0 - - -\n"
 
     @Test func versionDefaultsAndLimits() throws {
-        #expect(headerVersion(try write(Self.plainTree)) == 0)                  // defaults 0...1
-        #expect(headerVersion(try write(Self.plainTree, min: 0, max: 0)) == 0)  // only --max-version=0
+        #expect(headerVersion(try write(Self.plainTree)) == 0)   // defaults 0...1
+        #expect(headerVersion(try write(Self.plainTree, min: 0, max: 0)) == 0)   // only --max-version=0
         #expect(headerVersion(try write(Self.plainTree, min: 1, max: 1)) == 1)
-        #expect(headerVersion(try write(Self.plainTree, min: 1, max: 0)) == 1)  // only --min-version=1: max raised
+        #expect(headerVersion(try write(Self.plainTree, min: 1, max: 0)) == 1)   // only --min-version=1: max raised
     }
 
     @Test func versionUpgradesForWhiteouts() throws {
@@ -169,17 +172,19 @@ import Testing
 
     @Test func whiteoutsReadBackAsCharacterDevices() throws {
         let v1 = try write(Self.whiteoutTree)
-        #expect(try readBack(v1) == """
-            / 4096 40755 2 0 0 0 0.0 - - - trusted.overlay.opaque=x user.overlay.opaque=x
-            /w 0 20644 1 0 0 0 0.0 - - -
+        #expect(
+            try readBack(v1) == """
+                / 4096 40755 2 0 0 0 0.0 - - - trusted.overlay.opaque=x user.overlay.opaque=x
+                /w 0 20644 1 0 0 0 0.0 - - -
 
-            """)
+                """)
         let v0 = try write(Self.whiteoutTree, min: 0, max: 0)
-        #expect(try readBack(v0) == """
-            / 4096 40755 2 0 0 0 0.0 - - -
-            /w 0 20644 1 0 0 0 0.0 - - -
+        #expect(
+            try readBack(v0) == """
+                / 4096 40755 2 0 0 0 0.0 - - -
+                /w 0 20644 1 0 0 0 0.0 - - -
 
-            """)
+                """)
         // On disk the whiteout is a regular file with escaped markers.
         #expect(contains(v1, b("overlay.overlay.whiteout")))
         #expect(contains(v1, b("overlay.overlay.opaque")))
@@ -188,12 +193,13 @@ import Testing
 
     @Test func whiteoutInASubdirectoryMarksItsParent() throws {
         let image = try write(rootLine + "/d 4096 40755 2 0 0 0 0.0 - - -\n/d/w 0 20000 1 0 0 0 0.0 - - -\n")
-        #expect(try readBack(image) == """
-            / 4096 40755 3 0 0 0 0.0 - - -
-            /d 40 40755 2 0 0 0 0.0 - - - trusted.overlay.opaque=x user.overlay.opaque=x
-            /d/w 0 20000 1 0 0 0 0.0 - - -
+        #expect(
+            try readBack(image) == """
+                / 4096 40755 3 0 0 0 0.0 - - -
+                /d 40 40755 2 0 0 0 0.0 - - - trusted.overlay.opaque=x user.overlay.opaque=x
+                /d/w 0 20000 1 0 0 0 0.0 - - -
 
-            """)
+                """)
     }
 
     func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
@@ -257,22 +263,24 @@ import Testing
 
     @Test func externalFilesGetMetacopyAndRedirect() throws {
         let digest = "91e7d88cb7bc9cf6d8db3b0ecf89af4abf204bef5b3ade5113d5b62ef374e70b"
-        let image = try write(rootLine + """
-            /a 4097 100644 1 0 0 0 0.0 91/e7d88cb7bc9cf6d8db3b0ecf89af4abf204bef5b3ade5113d5b62ef374e70b - \(digest)
-            /b 10 100644 1 0 0 0 0.0 /abs - -
-            /c 10 100644 1 0 0 0 0.0 - - -
-            /i 3 100644 1 0 0 0 0.0 ignored abc \(digest)
+        let image = try write(
+            rootLine + """
+                /a 4097 100644 1 0 0 0 0.0 91/e7d88cb7bc9cf6d8db3b0ecf89af4abf204bef5b3ade5113d5b62ef374e70b - \(digest)
+                /b 10 100644 1 0 0 0 0.0 /abs - -
+                /c 10 100644 1 0 0 0 0.0 - - -
+                /i 3 100644 1 0 0 0 0.0 ignored abc \(digest)
 
-            """)
-        #expect(contains(image, [0, 36, 0, 1] + hexBytes(digest)))     // metacopy value
-        #expect(contains(image, b("//abs")))                            // "/" + payload, always
-        #expect(try readBack(image) == rootLine + """
-            /a 4097 100644 1 0 0 0 0.0 91/e7d88cb7bc9cf6d8db3b0ecf89af4abf204bef5b3ade5113d5b62ef374e70b - \(digest)
-            /b 10 100644 1 0 0 0 0.0 /abs - -
-            /c 10 100644 1 0 0 0 0.0 - - -
-            /i 3 100644 1 0 0 0 0.0 - abc -
+                """)
+        #expect(contains(image, [0, 36, 0, 1] + hexBytes(digest)))   // metacopy value
+        #expect(contains(image, b("//abs")))   // "/" + payload, always
+        #expect(
+            try readBack(image) == rootLine + """
+                /a 4097 100644 1 0 0 0 0.0 91/e7d88cb7bc9cf6d8db3b0ecf89af4abf204bef5b3ade5113d5b62ef374e70b - \(digest)
+                /b 10 100644 1 0 0 0 0.0 /abs - -
+                /c 10 100644 1 0 0 0 0.0 - - -
+                /i 3 100644 1 0 0 0 0.0 - abc -
 
-            """)
+                """)
     }
 
     // MARK: Errors
@@ -370,19 +378,21 @@ import Testing
     }
 
     @Test func largeIdsAndTimesUseExtendedInodes() throws {
-        let image = try write(rootLine + """
-            /big-uid 0 100644 70000 70000 70000 0 0.0 - - -
-            /late 0 100644 1 0 0 0 -12345.999999999 - - -
-            /huge 5000000000 100644 1 0 0 0 0.0 x/y - -
+        let image = try write(
+            rootLine + """
+                /big-uid 0 100644 70000 70000 70000 0 0.0 - - -
+                /late 0 100644 1 0 0 0 -12345.999999999 - - -
+                /huge 5000000000 100644 1 0 0 0 0.0 x/y - -
 
-            """)
-        #expect(try readBack(image) == """
-            / 4096 40755 2 0 0 0 0.0 - - -
-            /big-uid 0 100644 70000 70000 70000 0 0.0 - - -
-            /huge 5000000000 100644 1 0 0 0 0.0 x/y - -
-            /late 0 100644 1 0 0 0 -12345.999999999 - - -
+                """)
+        #expect(
+            try readBack(image) == """
+                / 4096 40755 2 0 0 0 0.0 - - -
+                /big-uid 0 100644 70000 70000 70000 0 0.0 - - -
+                /huge 5000000000 100644 1 0 0 0 0.0 x/y - -
+                /late 0 100644 1 0 0 0 -12345.999999999 - - -
 
-            """)
+                """)
         // build_time is the smallest mtime.
         #expect(Int64(bitPattern: le(image, 1024 + 24, 8)) == -12345)
         #expect(le(image, 1024 + 32, 4) == 999_999_999)

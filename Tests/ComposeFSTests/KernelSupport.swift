@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// The running kernel, and what the mount code must do on it
@@ -27,20 +28,25 @@ enum Kernel {
         guard let dir = try? TemporaryDirectory() else { return false }
         defer { dir.remove() }
         guard let path = try? dir.write("probe", Array(repeating: 7, count: 100)),
-              let fd = try? FileDescriptor.open(FilePath(path), .readOnly) else { return false }
+            let fd = try? FileDescriptor.open(FilePath(path), .readOnly)
+        else { return false }
         defer { try? fd.close() }
         return FsVerity.enable(fd: fd) == nil
     }()
 
     /// The way a mount on this kernel goes, given what a test forces.
-    static func expectedRoute(forceLoopDevice: Bool = false, forcePrivateNamespace: Bool = false,
-                              forceLegacyOptions: Bool = false, forcePlainLowerLayers: Bool = false)
-        -> (loop: Bool, layer: Mount.Route.ImageLayer, options: Mount.Route.OverlayOptions) {
+    static func expectedRoute(
+        forceLoopDevice: Bool = false, forcePrivateNamespace: Bool = false,
+        forceLegacyOptions: Bool = false, forcePlainLowerLayers: Bool = false
+    )
+        -> (loop: Bool, layer: Mount.Route.ImageLayer, options: Mount.Route.OverlayOptions)
+    {
         let loop = forceLoopDevice || version < 6012   // EROFS on a file: 6.12
         let legacy = forceLegacyOptions || version < 6007   // lowerdir+, datadir+: 6.7
         // A detached mount as an overlay layer: about 6.15.
         let layer: Mount.Route.ImageLayer = forcePrivateNamespace || legacy || version < 6015 ? .privateNamespace : .detached
-        let options: Mount.Route.OverlayOptions = legacy
+        let options: Mount.Route.OverlayOptions =
+            legacy
             ? .legacy(dataOnlyLayers: !forcePlainLowerLayers && version >= 6005) : .fsconfig   // data-only layers: 6.5
         return (loop, layer, options)
     }
@@ -54,8 +60,9 @@ extension Trait where Self == Requirement {
     /// have fs-verity (this machine's kernel has none). Elsewhere, CI too,
     /// it is skipped: CI runs it in the bed.
     static var kernelTestBed: Requirement {
-        Requirement(met: { Mounts.canMount && Kernel.temporaryFilesHaveVerity },
-                    why: "needs root, EROFS, overlayfs and fs-verity in TMPDIR's filesystem",
-                    applies: { Kernel.inTestBed }, place: "runs in the kernel test bed (scripts/test-kernels)")
+        Requirement(
+            met: { Mounts.canMount && Kernel.temporaryFilesHaveVerity },
+            why: "needs root, EROFS, overlayfs and fs-verity in TMPDIR's filesystem",
+            applies: { Kernel.inTestBed }, place: "runs in the kernel test bed (scripts/test-kernels)")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// What only a kernel with fs-verity shows (this machine's has none): run
@@ -127,7 +128,8 @@ import Testing
         var r = try Tools.run("composefs-store", ["fsck", f.store, f.image])
         #expect(r.status == 0, "clean store: \(r.out)\(r.err)")
         let big = f.store + "/" + String(decoding: FsVerity.objectPath(try FsVerity.digest(path: f.source + "/sub/big")), as: UTF8.self)
-        let other = f.store + "/" + String(decoding: FsVerity.objectPath(try FsVerity.digest(path: f.source + "/sub/deeper/other")), as: UTF8.self)
+        let other =
+            f.store + "/" + String(decoding: FsVerity.objectPath(try FsVerity.digest(path: f.source + "/sub/deeper/other")), as: UTF8.self)
         try sh("rm -f '\(big)' && cp '\(other)' '\(big)'")
         try Self.enableVerity(big)
         r = try Tools.run("composefs-store", ["fsck", f.store, f.image])
@@ -153,7 +155,8 @@ import Testing
         defer { dir.remove() }
         let e = try OutputTargetTests.Expected("cstorage-11")
         let via = Kernel.version >= 6012 ? "file" : "loop /dev/loop"
-        let r = try OutputTargetTests.bash("""
+        let r = try OutputTargetTests.bash(
+            """
             python3 "$INVOKE" \(mode) "$MK" "$D" blob
             fsverity measure blob | cut -d' ' -f1
             mkdir m; python3 "$INVOKE" mount blob m | sed 's/[0-9]* noacl$/ noacl/'

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// mount.composefs as mount(8) runs it (`mount.composefs SOURCE TARGET
@@ -34,7 +35,8 @@ import Testing
             var r = try Tools.run("mount.composefs", [f.image, f.target, "-n", "-s", "-v", "-o", "ro", "-o", "basedir=\(f.store)"])
             #expect(r.status == 0, "\(r.err)")
             // -v: the fallbacks this kernel needs, then the way it took.
-            #expect(r.err.split(separator: "\n").last?.hasPrefix("mount.composefs: mounted \(f.image) on \(f.target) (") == true, "\(r.err)")
+            #expect(
+                r.err.split(separator: "\n").last?.hasPrefix("mount.composefs: mounted \(f.image) on \(f.target) (") == true, "\(r.err)")
             #expect(try String(contentsOfFile: f.target + "/small", encoding: .utf8) == "hello\n")
             #expect(try Self.mountFlags(f.target).hasPrefix("rw,"), "the first -o does not count")
             try Mounts.unmount(f.target)
@@ -72,7 +74,11 @@ import Testing
             var entered = false
             for _ in 0..<100 {
                 if (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt"))
-                    != (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")) { entered = true; break }
+                    != (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt"))
+                {
+                    entered = true
+                    break
+                }
                 usleep(20_000)
             }
             try #require(entered, "unshare made its namespace")
@@ -83,7 +89,8 @@ import Testing
             #expect(r.status == 0, "\(r.err)")
             #expect(try sh("nsenter -t \(pid) -m findmnt -n -o FSTYPE '\(f.dir.file("src"))'") == "overlay\n")
             let bad = try Tools.run("mount.composefs", ["-N", "/nonexistent", "-o", "basedir=\(f.store)", f.image, f.target])
-            #expect(bad.status == 1 && bad.err == "mount.composefs: Failed to enter mount namespace /nonexistent: No such file or directory\n")
+            #expect(
+                bad.status == 1 && bad.err == "mount.composefs: Failed to enter mount namespace /nonexistent: No such file or directory\n")
         }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// Every way of mounting that older kernels need, forced on this kernel
@@ -18,13 +19,15 @@ import Testing
         var testDescription: String { name }
 
         var expected: (loop: Bool, layer: Mount.Route.ImageLayer, options: Mount.Route.OverlayOptions) {
-            Kernel.expectedRoute(forceLoopDevice: forceLoopDevice, forcePrivateNamespace: forcePrivateNamespace,
-                                 forceLegacyOptions: forceLegacyOptions, forcePlainLowerLayers: forcePlainLowerLayers)
+            Kernel.expectedRoute(
+                forceLoopDevice: forceLoopDevice, forcePrivateNamespace: forcePrivateNamespace,
+                forceLegacyOptions: forceLegacyOptions, forcePlainLowerLayers: forcePlainLowerLayers)
         }
 
         var environment: Mount.Environment {
-            Mount.Environment(forceLoopDevice: forceLoopDevice, forcePrivateNamespace: forcePrivateNamespace,
-                              forceLegacyOptions: forceLegacyOptions, forcePlainLowerLayers: forcePlainLowerLayers)
+            Mount.Environment(
+                forceLoopDevice: forceLoopDevice, forcePrivateNamespace: forcePrivateNamespace,
+                forceLegacyOptions: forceLegacyOptions, forcePlainLowerLayers: forcePlainLowerLayers)
         }
     }
 
@@ -32,8 +35,9 @@ import Testing
         Case(name: "what this kernel takes by itself"),
         Case(name: "private namespace, fsconfig (6.7 to 6.14)", forcePrivateNamespace: true),
         Case(name: "option string, data-only layers (6.5, 6.6)", forceLegacyOptions: true),
-        Case(name: "option string, plain lower layers, loop device (6.1)", forceLoopDevice: true,
-             forceLegacyOptions: true, forcePlainLowerLayers: true),
+        Case(
+            name: "option string, plain lower layers, loop device (6.1)", forceLoopDevice: true,
+            forceLegacyOptions: true, forcePlainLowerLayers: true)
     ]
 
     @Test(.mounting, arguments: cases) func routeShowsTheSourceTree(_ c: Case) throws {
@@ -62,14 +66,16 @@ import Testing
         try f.buildTree()
         try f.makeImage()
         let store = f.dir.file("ob,j:e\\cts")
-        let upper = f.dir.file("up,p:er"), work = f.dir.file("wo\\rk,")
+        let upper = f.dir.file("up,p:er")
+        let work = f.dir.file("wo\\rk,")
         try sh("mv '\(f.store)' '\(store)' && mkdir '\(upper)' '\(work)'")
         var options = Mount.Options()
         options.basedirPaths = [store]
         options.upperdir = FilePath(upper)
         options.workdir = FilePath(work)
-        let route = try Mount.mount(image: f.image, target: f.target, options: options,
-                                    environment: Mount.Environment(forceLegacyOptions: legacy))
+        let route = try Mount.mount(
+            image: f.image, target: f.target, options: options,
+            environment: Mount.Environment(forceLegacyOptions: legacy))
         #expect(route.overlayOptions == Kernel.expectedRoute(forceLegacyOptions: legacy).options)
         try TreeComparison.expectEqual(source: f.source, mounted: f.target)
         try sh("printf 'x\\n' > '\(f.target)/written'")
@@ -85,13 +91,15 @@ import Testing
         guard Kernel.overlayEnforcesVerity else {
             // Before 6.6: refused, never mounted unverified.
             #expect(throws: Mount.Error.verityUnsupported) {
-                try Mount.mount(image: f.image, target: f.target, options: options, environment: Mount.Environment(forceLegacyOptions: true))
+                try Mount.mount(
+                    image: f.image, target: f.target, options: options, environment: Mount.Environment(forceLegacyOptions: true))
             }
             #expect(!Mounts.isMountPoint(f.target))
             return
         }
-        let route = try Mount.mount(image: f.image, target: f.target, options: options,
-                                    environment: Mount.Environment(forceLegacyOptions: true))
+        let route = try Mount.mount(
+            image: f.image, target: f.target, options: options,
+            environment: Mount.Environment(forceLegacyOptions: true))
         #expect(route.verity && route.overlayOptions == Kernel.expectedRoute(forceLegacyOptions: true).options)
         let fd = open(f.target + "/newfile", O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         let e = errno
@@ -102,8 +110,9 @@ import Testing
         options.readOnly = false
         options.requireVerity = false
         options.tryVerity = true
-        let tried = try Mount.mount(image: f.image, target: f.target, options: options,
-                                    environment: Mount.Environment(forceLegacyOptions: true))
+        let tried = try Mount.mount(
+            image: f.image, target: f.target, options: options,
+            environment: Mount.Environment(forceLegacyOptions: true))
         #expect(!tried.verity, "tryverity is not offered in an option string")
         try Mounts.unmount(f.target)
     }
@@ -126,10 +135,16 @@ import Testing
         #expect(device.description.hasPrefix("/dev/loop"))
         let traced = lines.withLock { $0 }
         if Kernel.version >= 6005 {
-            #expect(route.description == "EROFS on loop device \(device); image layer attached in a private mount namespace; overlay options as a mount(2) string with data-only layers (lowerdir=A::B); no verity checks")
+            #expect(
+                route.description
+                    == "EROFS on loop device \(device); image layer attached in a private mount namespace; overlay options as a mount(2) string with data-only layers (lowerdir=A::B); no verity checks"
+            )
             #expect(traced.isEmpty, "nothing fell back by itself on this kernel: \(traced)")
         } else {
-            #expect(route.description == "EROFS on loop device \(device); image layer attached in a private mount namespace; overlay options as a mount(2) string with plain lower layers (lowerdir=A:B); no verity checks")
+            #expect(
+                route.description
+                    == "EROFS on loop device \(device); image layer attached in a private mount namespace; overlay options as a mount(2) string with plain lower layers (lowerdir=A:B); no verity checks"
+            )
             #expect(traced.count == 1 && traced[0].hasPrefix("overlayfs rejected data-only lower layers"), "\(traced)")
         }
     }
@@ -139,11 +154,15 @@ import Testing
     @Test func optionString() throws {
         var o = Mount.Options()
         o.basedirs = ["/a,b", "/c:d\\e"]
-        #expect(String(decoding: Mount.LegacyOverlayOptions.string(lower: "/proc/self/fd/5", options: o, dataOnlyLayers: true, verity: false), as: UTF8.self)
+        #expect(
+            String(
+                decoding: Mount.LegacyOverlayOptions.string(lower: "/proc/self/fd/5", options: o, dataOnlyLayers: true, verity: false),
+                as: UTF8.self)
                 == "metacopy=on,redirect_dir=on,lowerdir=/proc/self/fd/5::/a\\,b::/c\\:d\\\\e")
         o.upperdir = "/u,1"
         o.workdir = "/w:2"
-        #expect(String(decoding: Mount.LegacyOverlayOptions.string(lower: "/l", options: o, dataOnlyLayers: false, verity: true), as: UTF8.self)
+        #expect(
+            String(decoding: Mount.LegacyOverlayOptions.string(lower: "/l", options: o, dataOnlyLayers: false, verity: true), as: UTF8.self)
                 == "metacopy=on,redirect_dir=on,lowerdir=/l:/a\\,b:/c\\:d\\\\e,upperdir=/u\\,1,workdir=/w\\:2,verity=require")
     }
 }

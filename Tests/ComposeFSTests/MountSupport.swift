@@ -1,7 +1,8 @@
-import Foundation
 import CComposeFSShims
+import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 // Helpers of the mount tests (MountTests, MountRouteTests): the shared
@@ -30,7 +31,8 @@ extension MountTests {
 
         /// Builds a tree with every file type the overlay can show.
         func buildTree() throws {
-            try sh("""
+            try sh(
+                """
                 set -e
                 cd '\(dir.path)'
                 mkdir -p src/sub/deeper src/empty-dir
@@ -91,7 +93,6 @@ enum Mounts {
             && (Tools.directory.map { access($0 + "/mount.composefs", X_OK) == 0 } ?? false)
     }
 
-
     /// Filesystem types mounted exactly at `path` (from /proc/self/mountinfo).
     static func entries(at path: String) -> [String] {
         let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
@@ -99,7 +100,8 @@ enum Mounts {
         return info.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
             guard fields.count > 4, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count,
-                  fields[4].replacingOccurrences(of: "\\040", with: " ") == real else { return nil }
+                fields[4].replacingOccurrences(of: "\\040", with: " ") == real
+            else { return nil }
             return String(fields[dash + 1])
         }
     }
@@ -125,7 +127,7 @@ enum Mounts {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/block")) ?? []
         return names.filter { name in
             guard name.hasPrefix("loop"),
-                  let backing = try? String(contentsOfFile: "/sys/block/\(name)/loop/backing_file", encoding: .utf8)
+                let backing = try? String(contentsOfFile: "/sys/block/\(name)/loop/backing_file", encoding: .utf8)
             else { return false }
             return backing.trimmingCharacters(in: .whitespacesAndNewlines) == real
         }
@@ -189,12 +191,14 @@ enum TreeComparison {
     static func expectEqual(source: String, mounted: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let a = try collect(source)
         let b = try collect(mounted)
-        #expect(a.keys.sorted(by: [UInt8].byteOrderLess) == b.keys.sorted(by: [UInt8].byteOrderLess),
-                "the same names", sourceLocation: sourceLocation)
+        #expect(
+            a.keys.sorted(by: [UInt8].byteOrderLess) == b.keys.sorted(by: [UInt8].byteOrderLess),
+            "the same names", sourceLocation: sourceLocation)
         for (path, want) in a.sorted(by: { [UInt8].byteOrderLess($0.key, $1.key) }) {
             let got = b[path]
-            #expect(got == want, "\(String(bytes: path)): source \(want), mounted \(got.map(\.description) ?? "missing")",
-                    sourceLocation: sourceLocation)
+            #expect(
+                got == want, "\(String(bytes: path)): source \(want), mounted \(got.map(\.description) ?? "missing")",
+                sourceLocation: sourceLocation)
         }
     }
 
@@ -209,20 +213,25 @@ enum TreeComparison {
             let rc = cpath.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &st) } }
             try #require(rc == 0, "lstat \(String(bytes: full))")
             let type = st.st_mode & S_IFMT
-            var e = Entry(mode: st.st_mode, uid: st.st_uid, gid: st.st_gid,
-                          mtime: Timespec(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec)),
-                          rdev: (type == S_IFCHR || type == S_IFBLK) ? UInt64(st.st_rdev) : 0,
-                          target: nil, xattrs: xattrs(cpath), contentDigest: nil)
+            var e = Entry(
+                mode: st.st_mode, uid: st.st_uid, gid: st.st_gid,
+                mtime: Timespec(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec)),
+                rdev: (type == S_IFCHR || type == S_IFBLK) ? UInt64(st.st_rdev) : 0,
+                target: nil, xattrs: xattrs(cpath), contentDigest: nil)
             if type == S_IFLNK {
                 var buf = [UInt8](repeating: 0, count: 4096)
                 let n = cpath.withUnsafeBufferPointer { p in
                     p.withMemoryRebound(to: CChar.self) { cp in
-                        buf.withUnsafeMutableBytes { readlink(cp.baseAddress!, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+                        buf.withUnsafeMutableBytes {
+                            readlink(cp.baseAddress!, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count)
+                        }
                     }
                 }
                 e.target = Array(buf[0..<max(0, n)])
             } else if type == S_IFREG {
-                let fd = cpath.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_CLOEXEC) } }
+                let fd = cpath.withUnsafeBufferPointer { p in
+                    p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_CLOEXEC) }
+                }
                 try #require(fd >= 0, "open \(String(bytes: full))")
                 defer { close(fd) }
                 e.contentDigest = try FsVerity.digest(fd: fd)

@@ -1,7 +1,8 @@
-import Foundation
 import CComposeFSShims
+import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// Real mounts through `mount.composefs` and the library (FORMAT.md §20):
@@ -29,7 +30,8 @@ import Testing
         try f.makeImage()
         // Move every other object into a second store.
         let second = f.dir.file("objects2")
-        try sh("""
+        try sh(
+            """
             set -e
             cd '\(f.store)'
             i=0
@@ -60,12 +62,14 @@ import Testing
         let f = try Fixture()
         try f.buildTree()
         try f.makeImage()
-        let upper = f.dir.file("upper"), work = f.dir.file("work")
+        let upper = f.dir.file("upper")
+        let work = f.dir.file("work")
         try sh("mkdir -p '\(upper)' '\(work)'")
         let imageBefore = try Data(contentsOf: URL(fileURLWithPath: f.image))
         let storeBefore = try sh("cd '\(f.store)' && find . -type f | sort | xargs sha256sum")
         try #require(try f.mountCLI("basedir=\(f.store),upperdir=\(upper),workdir=\(work)").status == 0)
-        try sh("""
+        try sh(
+            """
             set -e
             cd '\(f.target)'
             printf 'new\\n' > created
@@ -140,15 +144,19 @@ import Testing
         try f.makeImage()
         var options = Mount.Options()
         options.basedirPaths = [f.store]
-        try Mount.mount(image: f.image, target: f.target, options: options,
-                        environment: Mount.Environment(forceLoopDevice: true))
+        try Mount.mount(
+            image: f.image, target: f.target, options: options,
+            environment: Mount.Environment(forceLoopDevice: true))
         #expect(Mounts.loopDevices(backing: f.image).count == 1, "the EROFS layer sits on a loop device")
         try TreeComparison.expectEqual(source: f.source, mounted: f.target)
         try Mounts.unmount(f.target)
         // Auto-clear frees the device once the mount is gone.
         var freed = false
         for _ in 0..<50 {
-            if Mounts.loopDevices(backing: f.image).isEmpty { freed = true; break }
+            if Mounts.loopDevices(backing: f.image).isEmpty {
+                freed = true
+                break
+            }
             usleep(20_000)
         }
         #expect(freed, "no loop device left after umount")
@@ -181,8 +189,10 @@ import Testing
 
     // MARK: Refusals: a message, exit 1, nothing mounted
 
-    func expectRefusal(_ f: Fixture, _ arguments: [String], _ message: String,
-                       sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectRefusal(
+        _ f: Fixture, _ arguments: [String], _ message: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let r = try Tools.run("mount.composefs", arguments)
         #expect(r.status == 1, sourceLocation: sourceLocation)
         #expect(r.err.contains(message), "stderr: \(r.err)", sourceLocation: sourceLocation)
@@ -194,17 +204,25 @@ import Testing
         try f.buildTree()
         try f.makeImage()
         let notImage = try f.dir.write("not-an-image", [UInt8](repeating: 7, count: 8192))
-        try expectRefusal(f, ["-o", "basedir=\(f.store)", notImage, f.target],
-                          "Failed to mount composefs \(notImage): \(notImage) is not a composefs image (bad header)")
+        try expectRefusal(
+            f, ["-o", "basedir=\(f.store)", notImage, f.target],
+            "Failed to mount composefs \(notImage): \(notImage) is not a composefs image (bad header)")
         let digest = try #require(try Tools.mkcomposefs(["--print-digest-only", f.source]).out.split(separator: "\n").first)
         try expectRefusal(f, ["-o", "basedir=\(f.store),digest=\(digest)", f.image, f.target], "Image has no fs-verity")
         try expectRefusal(f, ["-o", "basedir=\(f.store),bogus", f.image, f.target], "mount.composefs: Unsupported option bogus")
         try expectRefusal(f, ["-o", "ro", f.image, f.target], "mount.composefs: No object dirs specified")
-        try expectRefusal(f, ["-o", "basedir=\(f.dir.file("nope"))", f.image, f.target], "object directory \(f.dir.file("nope")): No such file or directory")
-        try expectRefusal(f, ["-o", "basedir=\(f.store)", f.dir.file("missing.cfs"), f.target], "Failed to open \(f.dir.file("missing.cfs")): No such file or directory")
-        try expectRefusal(f, ["-o", "basedir=\(f.store)", f.image, f.dir.file("no-such-dir")], "mount point \(f.dir.file("no-such-dir")): No such file or directory")
+        try expectRefusal(
+            f, ["-o", "basedir=\(f.dir.file("nope"))", f.image, f.target],
+            "object directory \(f.dir.file("nope")): No such file or directory")
+        try expectRefusal(
+            f, ["-o", "basedir=\(f.store)", f.dir.file("missing.cfs"), f.target],
+            "Failed to open \(f.dir.file("missing.cfs")): No such file or directory")
+        try expectRefusal(
+            f, ["-o", "basedir=\(f.store)", f.image, f.dir.file("no-such-dir")],
+            "mount point \(f.dir.file("no-such-dir")): No such file or directory")
         try expectRefusal(f, ["-o", "basedir=\(f.store)", f.image, f.image], "mount point \(f.image): Not a directory")
-        try expectRefusal(f, ["-o", "basedir=\(f.store),upperdir=/tmp", f.image, f.target], "Both workdir and upperdir must be specified if used")
+        try expectRefusal(
+            f, ["-o", "basedir=\(f.store),upperdir=/tmp", f.image, f.target], "Both workdir and upperdir must be specified if used")
         try expectRefusal(f, ["-t", "ext4", "-o", "basedir=\(f.store)", f.image, f.target], "Unsupported fs type 'ext4'")
     }
 
@@ -236,7 +254,8 @@ import Testing
 /// Option strings (§20.1), no mounting involved.
 @Suite struct MountOptionTests {
     @Test func parsesEveryOption() throws {
-        let o = try Mount.Options.parse("basedir=/a:/b\\,c,digest=\(String(repeating: "0f", count: 32)),upperdir=/u,workdir=/w,idmap=/proc/1/ns/user,ro")
+        let o = try Mount.Options.parse(
+            "basedir=/a:/b\\,c,digest=\(String(repeating: "0f", count: 32)),upperdir=/u,workdir=/w,idmap=/proc/1/ns/user,ro")
         #expect(o.basedirs == ["/a", "/b,c"])
         #expect(o.digest == [UInt8](repeating: 0x0f, count: 32))
         #expect(o.requireVerity && !o.tryVerity)

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 // The object store behind `mkcomposefs --digest-store` (FORMAT.md §19.3):
@@ -22,7 +23,7 @@ import Testing
         let snapshot = try ScanSnapshot.take(src)
         let expected = StoreWalk.expectedObjects([snapshot])
         #expect(expected.count > 100)
-        let store = dir.file("store/nested")      // created with its parents
+        let store = dir.file("store/nested")   // created with its parents
         let image = dir.file("image.cfs")
         let r = try Tools.mkcomposefs(["--digest-store=\(store)/", src, image])
         #expect(r.status == 0, "\(r.err)")
@@ -70,7 +71,8 @@ import Testing
             let store = dir.file("store\(round)")
             let threads = round == 0 ? [] : ["--threads=3"]
             let running = try (0..<4).map { i in
-                try RunningTool("mkcomposefs", threads + ["--digest-store=\(store)", dir.file("tree\(i)"), dir.file("image\(round)-\(i).cfs")])
+                try RunningTool(
+                    "mkcomposefs", threads + ["--digest-store=\(store)", dir.file("tree\(i)"), dir.file("image\(round)-\(i).cfs")])
             }
             let results = try running.map { try $0.wait() }
             for (i, r) in results.enumerated() {

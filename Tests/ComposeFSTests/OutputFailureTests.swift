@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// No failed mkcomposefs leaves anything that looks like an image: a new
@@ -34,7 +35,8 @@ import Testing
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         _ = try dir.write("bad.dump", Self.bigDump(20_000, bad: true))
-        let r = try Self.bash("""
+        let r = try Self.bash(
+            """
             { $MK --from-file bad.dump /dev/stdout 2>err || echo "exit $?" >&2; } | wc -c; cat err
             $MK --from-file bad.dump /proc/self/fd/3 3> blob 2>/dev/null || echo "exit $?"; stat -c %s blob
             echo prefix > log; $MK --from-file bad.dump - >> log 2>/dev/null || echo "exit $?"; cat log
@@ -42,23 +44,24 @@ import Testing
             $MK --from-file bad.dump new.cfs 2>/dev/null || echo "exit $?"; ls
             """, in: dir.path)
         #expect(r.status == 0, "stderr: \(r.err)")
-        #expect(r.out == """
-            0
-            mkcomposefs: bad.dump: line 10002: Invalid integer 4x755
-            exit 1
-            0
-            exit 1
-            prefix
-            exit 1
-            old
-            exit 1
-            bad.dump
-            blob
-            err
-            image.cfs
-            log
+        #expect(
+            r.out == """
+                0
+                mkcomposefs: bad.dump: line 10002: Invalid integer 4x755
+                exit 1
+                0
+                exit 1
+                prefix
+                exit 1
+                old
+                exit 1
+                bad.dump
+                blob
+                err
+                image.cfs
+                log
 
-            """)
+                """)
         #expect(r.err == "exit 1\n")
     }
 
@@ -68,7 +71,8 @@ import Testing
         let dir = try RootScratch("output-store-refuses")
         defer { dir.remove() }
         let asNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups"
-        let r = try Self.bash("""
+        let r = try Self.bash(
+            """
             chmod 755 .; \(Self.tree); mkdir store; chmod -R a+rX src layer.tar
             \(asNobody) $MK --digest-store=store src /proc/self/fd/3 3> blob 2>err || echo "exit $?"; stat -c %s blob
             { \(asNobody) $MK --digest-store=store src /dev/stdout 2>>err || echo "exit $?" >&2; } | wc -c
@@ -86,7 +90,8 @@ import Testing
         let dir = try RootScratch("output-enospc")
         defer { dir.remove() }
         _ = try ScanFS.write(Array(dir.file("big.dump").utf8), Self.bigDump(20_000, bad: false))
-        let r = try Self.bash("""
+        let r = try Self.bash(
+            """
             chmod 755 .; mkdir t; mount -t tmpfs -o size=64k,mode=755 tmpfs t; trap 'umount t' EXIT
             $MK --from-file big.dump /proc/self/fd/3 3> t/blob 2>&1 || echo "exit $?"; stat -c %s t/blob
             echo old > t/image.cfs; chown nobody t/image.cfs
@@ -94,17 +99,18 @@ import Testing
             stat -c %s t/image.cfs; ls t
             """, in: dir.path)
         #expect(r.status == 0, "stderr: \(r.err)")
-        #expect(r.out == """
-            mkcomposefs: cannot write file /proc/self/fd/3: No space left on device
-            exit 1
-            0
-            mkcomposefs: cannot write file t/image.cfs: No space left on device
-            exit 1
-            0
-            blob
-            image.cfs
+        #expect(
+            r.out == """
+                mkcomposefs: cannot write file /proc/self/fd/3: No space left on device
+                exit 1
+                0
+                mkcomposefs: cannot write file t/image.cfs: No space left on device
+                exit 1
+                0
+                blob
+                image.cfs
 
-            """)
+                """)
     }
 
     /// --digest-store and --from-tar runs that write in place: the same
@@ -112,7 +118,8 @@ import Testing
     @Test func storesFillWhateverTheOutput() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let r = try Self.bash("""
+        let r = try Self.bash(
+            """
             \(Self.tree)
             $MK --digest-store=s1 src file.cfs; $MK --digest-store=s2 src /dev/stdout | cat > piped.cfs
             $MK --digest-store=s3 --print-digest src /proc/self/fd/3 3> blob.cfs > digest

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// OutputFile: where a named output goes is decided by what the path
@@ -12,7 +13,10 @@ import Testing
     }
 
     static func openError(_ path: String) -> OutputFile.Error? {
-        do { _ = try OutputFile(FilePath(path)); return nil } catch { return error }
+        do {
+            _ = try OutputFile(FilePath(path))
+            return nil
+        } catch { return error }
     }
 
     @Test func regularFilesAreReplacedWhereTheLinksLead() throws {
@@ -66,7 +70,8 @@ import Testing
         #expect(Self.openError(dir.file("no/such.cfs")) == .open(path: FilePath(dir.file("no/such.cfs")), errno: .noSuchFileOrDirectory))
         #expect(Self.openError("") == .open(path: "", errno: .noSuchFileOrDirectory))
         #expect(Self.openError(dir.path + "/new/") == .open(path: FilePath(dir.path + "/new/"), errno: .isDirectory))
-        #expect(OutputFile.Error.open(path: "/x/y", errno: .noSuchFileOrDirectory).description
+        #expect(
+            OutputFile.Error.open(path: "/x/y", errno: .noSuchFileOrDirectory).description
                 == "failed to open output file /x/y: No such file or directory")
         #expect(try dir.contents().sorted() == ["loop-a", "loop-b"])
     }

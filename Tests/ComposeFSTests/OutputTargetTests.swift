@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// mkcomposefs's output as callers hand it over (FORMAT.md §19.1): devices
@@ -28,8 +29,10 @@ import Testing
     /// `$DIGEST` (a cstorage fixture and upstream's results) set, in `dir`.
     static func bash(_ script: String, in dir: String, _ expected: Expected? = nil) throws -> Tools.Result {
         let bin = try #require(Tools.directory)
-        var env = ["MK": bin + "/mkcomposefs", "INFO": bin + "/composefs-info", "W": dir,
-                   "INVOKE": Self.package + "/scripts/cstorage-invoke"]
+        var env = [
+            "MK": bin + "/mkcomposefs", "INFO": bin + "/composefs-info", "W": dir,
+            "INVOKE": Self.package + "/scripts/cstorage-invoke"
+        ]
         if let expected { env.merge(["D": expected.dump, "SHA": expected.sha256, "DIGEST": expected.digest]) { $1 } }
         return try Tools.run("/bin/bash", ["-c", "set -euo pipefail; cd \"$W\"; " + script], environment: env)
     }
@@ -50,7 +53,8 @@ import Testing
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let e = try Expected(name)
-        let r = try Self.bash("""
+        let r = try Self.bash(
+            """
             $MK --from-file "$D" out.cfs; sha256sum < out.cfs | cut -c1-64
             $MK --print-digest-only --from-file "$D"
             $MK --from-file - - < "$D" | sha256sum | cut -c1-64
@@ -78,7 +82,8 @@ import Testing
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let e = try Expected("cstorage-07")
-        let r = try Self.bash("""
+        let r = try Self.bash(
+            """
             $MK --from-file "$D" /dev/stdout | sha256sum | cut -c1-64
             $MK --from-file "$D" /dev/fd/1 | sha256sum | cut -c1-64
             $MK --from-file "$D" /proc/self/fd/1 | sha256sum | cut -c1-64
@@ -93,7 +98,8 @@ import Testing
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let e = try Expected("cstorage-05")
-        let r = try Self.bash("""
+        let r = try Self.bash(
+            """
             mkdir images; ln -s images/x.cfs link.cfs; ln -s link.cfs chain.cfs
             $MK --from-file "$D" chain.cfs
             [ -L link.cfs ] && [ -L chain.cfs ] && readlink link.cfs
@@ -111,7 +117,8 @@ import Testing
         let dir = try RootScratch("output-devices")
         defer { dir.remove() }
         let e = try Expected("cstorage-06")
-        let r = try Self.bash("""
+        let r = try Self.bash(
+            """
             mknod null c 1 3; chmod 666 null; ln -s /proc/self/fd/1 stdout
             $MK --from-file "$D" null
             $MK --from-file "$D" stdout | sha256sum | cut -c1-64
@@ -128,7 +135,8 @@ import Testing
         defer { dir.remove() }
         let e = try Expected("cstorage-10")
         let asNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups"
-        let r = try Self.bash("""
+        let r = try Self.bash(
+            """
             chmod 755 .
             \(asNobody) $MK --from-file - /proc/self/fd/3 < "$D" 3> blob
             sha256sum < blob | cut -c1-64; stat -c '%U %a' blob
@@ -151,7 +159,8 @@ import Testing
         let dir = try RootScratch("output-readonly-dir")
         defer { dir.remove() }
         let e = try Expected("cstorage-04")
-        let r = try Self.bash("""
+        let r = try Self.bash(
+            """
             chmod 755 .; echo old > image.cfs; chown nobody image.cfs; before=$(stat -c %i image.cfs)
             setpriv --reuid=65534 --regid=65534 --clear-groups $MK --from-file "$D" image.cfs
             sha256sum < image.cfs | cut -c1-64; [ "$(stat -c %i image.cfs)" = "$before" ] && echo same inode
@@ -164,8 +173,10 @@ import Testing
             sha256sum < sticky/shared.cfs | cut -c1-64; stat -c '%i %U' sticky/shared.cfs | grep -q "^$before root$" && echo kept
             ls; ls -A sticky
             """, in: dir.path, e)
-        Self.expectOK(r, "\(e.sha256)\nsame inode\nmkcomposefs: bad.dump: line 2: Invalid integer bad\nexit 1\n0\n"
-                      + "\(e.sha256)\nkept\nbad.dump\nimage.cfs\nsticky\nshared.cfs\n")
+        Self.expectOK(
+            r,
+            "\(e.sha256)\nsame inode\nmkcomposefs: bad.dump: line 2: Invalid integer bad\nexit 1\n0\n"
+                + "\(e.sha256)\nkept\nbad.dump\nimage.cfs\nsticky\nshared.cfs\n")
     }
 
     /// A terminal on standard output is refused, as upstream refuses it

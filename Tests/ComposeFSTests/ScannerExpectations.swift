@@ -2,6 +2,7 @@ import CComposeFSShims
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 // The two sides the directory-scanner tests compare: what the source tree
@@ -59,11 +60,13 @@ enum ScanSnapshot {
     }
 
     static func entry(_ st: stat, _ o: Options, source: [UInt8]) -> Entry {
-        Entry(mode: UInt32(st.st_mode), uid: st.st_uid, gid: st.st_gid, nlink: 1,
-              size: UInt64(st.st_size),
-              mtime: o.useEpoch ? Timespec(seconds: 0, nanoseconds: 0)
-                  : Timespec(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec)),
-              source: source)
+        Entry(
+            mode: UInt32(st.st_mode), uid: st.st_uid, gid: st.st_gid, nlink: 1,
+            size: UInt64(st.st_size),
+            mtime: o.useEpoch
+                ? Timespec(seconds: 0, nanoseconds: 0)
+                : Timespec(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec)),
+            source: source)
     }
 
     /// The writer marks the parent of a whiteout opaque in a version 1
@@ -74,8 +77,10 @@ enum ScanSnapshot {
     }
 
     /// Returns (number of subdirectories, whether a whiteout is kept).
-    static func visit(_ dirfd: Int32, path: [UInt8], source: [UInt8], _ o: Options,
-                      _ out: inout [[UInt8]: Entry]) throws -> (UInt32, Bool) {
+    static func visit(
+        _ dirfd: Int32, path: [UInt8], source: [UInt8], _ o: Options,
+        _ out: inout [[UInt8]: Entry]
+    ) throws -> (UInt32, Bool) {
         var subdirs: UInt32 = 0
         var whiteouts = false
         for name in try ScanFS.names(dirfd: dirfd, path) {
@@ -146,7 +151,9 @@ enum ScanSnapshot {
             throw ScanFS.Failure("llistxattr \(ScanFS.show(p)): \(String(cString: strerror(errno)))")
         }
         var list = [UInt8](repeating: 0, count: size + 1)
-        let n = ScanFS.withC(p) { cp in list.withUnsafeMutableBytes { llistxattr(cp, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) } }
+        let n = ScanFS.withC(p) { cp in
+            list.withUnsafeMutableBytes { llistxattr(cp, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+        }
         guard n >= 0 else { throw ScanFS.Failure("llistxattr \(ScanFS.show(p))") }
         var out: [[UInt8]: [UInt8]] = [:]
         for keyBytes in list[0..<n].split(separator: 0) {
@@ -155,7 +162,9 @@ enum ScanSnapshot {
             let vsize = ScanFS.withC(p) { cp in ScanFS.withC(key) { lgetxattr(cp, $0, nil, 0) } }
             guard vsize >= 0 else { throw ScanFS.Failure("lgetxattr \(ScanFS.show(key)) of \(ScanFS.show(p))") }
             var value = [UInt8](repeating: 0, count: vsize)
-            let m = ScanFS.withC(p) { cp in ScanFS.withC(key) { k in value.withUnsafeMutableBytes { lgetxattr(cp, k, $0.baseAddress, $0.count) } } }
+            let m = ScanFS.withC(p) { cp in
+                ScanFS.withC(key) { k in value.withUnsafeMutableBytes { lgetxattr(cp, k, $0.baseAddress, $0.count) } }
+            }
             guard m == vsize else { throw ScanFS.Failure("lgetxattr \(ScanFS.show(key)) of \(ScanFS.show(p))") }
             out[key] = value
         }
@@ -199,7 +208,10 @@ enum ScanImage {
             func diff<T: Equatable>(_ what: String, _ a: T, _ b: T) {
                 if a != b { out.append("\(s): \(what) is \(a), expected \(b)") }
             }
-            if n.isHardlink { out.append("\(s): a hardlink entry (the scanner makes none)"); continue }
+            if n.isHardlink {
+                out.append("\(s): a hardlink entry (the scanner makes none)")
+                continue
+            }
             if n.mode != e.mode { out.append("\(s): mode \(octal(n.mode)), expected \(octal(e.mode))") }
             diff("uid", n.uid, e.uid)
             diff("gid", n.gid, e.gid)
@@ -219,17 +231,23 @@ enum ScanImage {
                 diff("rdev", n.rdev, e.rdev)
             case S_IFLNK:
                 if n.payload != e.target {
-                    out.append("\(s): symlink target of \(n.payload?.count ?? -1) bytes \(ScanFS.show(Array((n.payload ?? []).prefix(60)))), expected \(e.target?.count ?? -1) bytes")
+                    out.append(
+                        "\(s): symlink target of \(n.payload?.count ?? -1) bytes \(ScanFS.show(Array((n.payload ?? []).prefix(60)))), expected \(e.target?.count ?? -1) bytes"
+                    )
                 }
             case S_IFREG:
                 if let content = e.content {
-                    if n.content != content { out.append("\(s): inline content \(n.content.map { ScanFS.show($0) } ?? "nil"), expected \(ScanFS.show(content))") }
+                    if n.content != content {
+                        out.append("\(s): inline content \(n.content.map { ScanFS.show($0) } ?? "nil"), expected \(ScanFS.show(content))")
+                    }
                     if n.payload != nil { out.append("\(s): inline file has a payload \(ScanFS.show(n.payload!))") }
                     if n.digest != nil { out.append("\(s): inline file has a digest") }
                 } else if let digest = e.digest {
                     if n.content != nil { out.append("\(s): external file has inline content") }
                     if n.payload != FsVerity.objectPath(digest) {
-                        out.append("\(s): payload \(n.payload.map { ScanFS.show($0) } ?? "nil"), expected \(ScanFS.show(FsVerity.objectPath(digest)))")
+                        out.append(
+                            "\(s): payload \(n.payload.map { ScanFS.show($0) } ?? "nil"), expected \(ScanFS.show(FsVerity.objectPath(digest)))"
+                        )
                     }
                     if n.digest != digest { out.append("\(s): digest \(n.digest?.hexString ?? "nil"), expected \(digest.hexString)") }
                 } else {
@@ -246,11 +264,14 @@ enum ScanImage {
     }
 
     /// Checks an image file against a snapshot of its source.
-    static func expectMatches(_ imagePath: String, _ expected: [[UInt8]: ScanSnapshot.Entry], _ label: String,
-                              sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func expectMatches(
+        _ imagePath: String, _ expected: [[UInt8]: ScanSnapshot.Entry], _ label: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let image = try ScanFS.readFile(imagePath)
         let m = try mismatches(image, expected)
-        #expect(m.isEmpty, "\(label): \(m.count) differences:\n\(m.prefix(40).joined(separator: "\n"))",
-                sourceLocation: sourceLocation)
+        #expect(
+            m.isEmpty, "\(label): \(m.count) differences:\n\(m.prefix(40).joined(separator: "\n"))",
+            sourceLocation: sourceLocation)
     }
 }

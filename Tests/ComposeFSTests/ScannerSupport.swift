@@ -1,6 +1,7 @@
 import CComposeFSShims
 import Foundation
 import Glibc
+
 @testable import ComposeFS
 
 // Helpers of the root-only directory-scanner tests (DirectoryScannerTests,
@@ -226,9 +227,9 @@ enum ZeroDigest {
             n = blocks
         }
         var descriptor = [UInt8](repeating: 0, count: 256)
-        descriptor[0] = 1      // version
-        descriptor[1] = 1      // SHA-256
-        descriptor[2] = 12     // log2(4096)
+        descriptor[0] = 1   // version
+        descriptor[1] = 1   // SHA-256
+        descriptor[2] = 12   // log2(4096)
         for i in 0..<8 { descriptor[8 + i] = UInt8(truncatingIfNeeded: size >> (8 * UInt64(i))) }
         descriptor.replaceSubrange(16..<48, with: last)
         return SHA256Reference.hash(descriptor)

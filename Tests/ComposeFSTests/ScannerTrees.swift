@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 // The trees the root-only scanner and store tests scan.
@@ -122,7 +123,7 @@ enum ScanTrees {
         let names: [[UInt8]] = [
             Array(repeating: UInt8(ascii: "n"), count: 255),
             b("tab\there"), b("new\nline"), [0xFF, 0x66, 0x6F], [0xFF], b("a=b"), b("back\\slash"),
-            b("with space"), b(" "), b("-"), b("+"), b("..."), b(".hidden"), b("caf\u{e9}"), b("x\u{1}y"),
+            b("with space"), b(" "), b("-"), b("+"), b("..."), b(".hidden"), b("caf\u{e9}"), b("x\u{1}y")
         ]
         for (i, name) in names.enumerated() {
             try ScanFS.write(pb("names", name), b("name \(i)\n"))
@@ -182,10 +183,12 @@ enum ScanTrees {
         // The same content under another name, and a neighbour's files.
         try ScanFS.write(ScanFS.path(root, "copy-of-f0"), pseudoRandomBytes(65, seed: 5000))
         for i in 0..<own {
-            try ScanFS.write(ScanFS.path(root, "own/g\(i)"),
-                             pseudoRandomBytes(100 + i * 300, seed: 9000 + UInt64(index) * 1000 + UInt64(i)))
-            try ScanFS.write(ScanFS.path(root, "own/n\(i)"),
-                             pseudoRandomBytes(100 + i * 300, seed: 9000 + UInt64((index + 1) % 4) * 1000 + UInt64(i)))
+            try ScanFS.write(
+                ScanFS.path(root, "own/g\(i)"),
+                pseudoRandomBytes(100 + i * 300, seed: 9000 + UInt64(index) * 1000 + UInt64(i)))
+            try ScanFS.write(
+                ScanFS.path(root, "own/n\(i)"),
+                pseudoRandomBytes(100 + i * 300, seed: 9000 + UInt64((index + 1) % 4) * 1000 + UInt64(i)))
         }
         try ScanFS.write(ScanFS.path(root, "inline"), b("only inline\n"))
         try ScanFS.write(ScanFS.path(root, "empty"), [])

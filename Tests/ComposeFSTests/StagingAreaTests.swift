@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// Staging areas: objects of fan-out directories the store does not have
@@ -9,7 +10,6 @@ import Testing
 @Suite struct StagingAreaTests {
     /// The writers' temporary-name prefix, as the store spells it.
     static let tmp = String(decoding: StoreDirectory.temporaryPrefix, as: UTF8.self)
-
 
     /// Inserts `data` (hashed here) and returns its object path.
     static func insert(_ data: [UInt8], into store: ObjectStore) throws -> String {
@@ -34,8 +34,10 @@ import Testing
 
     /// The store holds only correct objects (`count` of them, when given)
     /// and nothing else.
-    static func expectClean(_ store: String, objects count: Int? = nil,
-                            sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func expectClean(
+        _ store: String, objects count: Int? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let (objects, problems) = try StoreWalk.inspect(store)
         if let count { #expect(objects.count == count, sourceLocation: sourceLocation) }
         #expect(problems.isEmpty, "\(problems)", sourceLocation: sourceLocation)
@@ -68,7 +70,8 @@ import Testing
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let store = try ObjectStore(path: dir.file("store"))
-        let first = Self.data(inFanOut: 0x51, seed: 4), second = Self.data(inFanOut: 0x51, seed: 5)
+        let first = Self.data(inFanOut: 0x51, seed: 4)
+        let second = Self.data(inFanOut: 0x51, seed: 5)
         let a = try Self.insert(first, into: store)
         let b = try Self.insert(second, into: store)
         // The other run: fan-out 51 with `a` in it.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 // Helpers of the object-store tests: walking a store, and tools run
@@ -56,17 +57,25 @@ enum StoreWalk {
             }
         }
         // fsverity-utils' own view, in batches.
-        if FileManager.default.isExecutableFile(atPath: "/usr/bin/fsverity") || FileManager.default.isExecutableFile(atPath: "/usr/local/bin/fsverity") {
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/fsverity")
+            || FileManager.default.isExecutableFile(atPath: "/usr/local/bin/fsverity")
+        {
             let names = objects.keys.sorted()
             var i = 0
             while i < names.count {
                 let batch = Array(names[i..<min(i + 200, names.count)])
                 i += batch.count
                 let (status, out) = try command(["fsverity", "digest"] + batch.map { store + "/" + $0 })
-                if status != 0 { problems.append("fsverity digest failed: \(out)"); break }
+                if status != 0 {
+                    problems.append("fsverity digest failed: \(out)")
+                    break
+                }
                 for line in out.split(separator: "\n") {
                     let parts = line.split(separator: " ", maxSplits: 1)
-                    guard parts.count == 2, parts[0].hasPrefix("sha256:") else { problems.append("fsverity: \(line)"); continue }
+                    guard parts.count == 2, parts[0].hasPrefix("sha256:") else {
+                        problems.append("fsverity: \(line)")
+                        continue
+                    }
                     let hex = String(parts[0].dropFirst("sha256:".count))
                     let rel = String(parts[1].dropFirst(store.count + 1))
                     if hex != rel.replacingOccurrences(of: "/", with: "") {
@@ -92,8 +101,10 @@ enum StoreWalk {
 
     /// The store holds exactly the expected objects, each with the bytes of
     /// its source file, and nothing else.
-    static func expectComplete(_ store: String, _ expected: [String: [UInt8]], _ label: String,
-                               sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Object] {
+    static func expectComplete(
+        _ store: String, _ expected: [String: [UInt8]], _ label: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> [String: Object] {
         let (objects, problems) = try inspect(store)
         #expect(problems.isEmpty, "\(label): \(problems.prefix(30).joined(separator: "\n"))", sourceLocation: sourceLocation)
         let missing = Set(expected.keys).subtracting(objects.keys)
@@ -156,7 +167,8 @@ final class RunningTool {
         try outHandle.close()
         try errHandle.close()
         defer { io.remove() }
-        return Tools.Result(status: process.terminationStatus,
-                            stdout: try ScanFS.readFile(outPath), stderr: try ScanFS.readFile(errPath))
+        return Tools.Result(
+            status: process.terminationStatus,
+            stdout: try ScanFS.readFile(outPath), stderr: try ScanFS.readFile(errPath))
     }
 }

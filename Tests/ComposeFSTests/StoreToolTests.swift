@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 /// `composefs-store`: garbage collection racing writers, killed runs,
@@ -184,7 +185,9 @@ import Testing
         try f.make(src, f.image("a.cfs"))
         #expect(try f.store(["fsck", f.store, f.image("a.cfs")]).status == 0)
         let names = try f.objects().sorted()
-        let flipped = f.store + "/" + names[0], truncated = f.store + "/" + names[1], misnamed = f.store + "/" + names[2]
+        let flipped = f.store + "/" + names[0]
+        let truncated = f.store + "/" + names[1]
+        let misnamed = f.store + "/" + names[2]
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: flipped)))
         bytes[1234] ^= 0x10
         try Data(bytes).write(to: URL(fileURLWithPath: flipped))
@@ -234,9 +237,11 @@ import Testing
         let r = try f.store(["gc", "--dry-run", f.store, f.images])
         #expect(r.status == 0, "\(r.err)")
         #expect(r.out == "")
-        #expect(r.err == "composefs-store: skipping \(f.image(".c.cfs.AbCdEfGh.tmp")): a temporary file (being written, or left by a run that died)\n"
-            + "composefs-store: skipping \(f.image("notes.txt")): not a composefs image\n"
-            + "2 images: kept 30 objects, would remove 0 objects (0 bytes to free)\n")
+        #expect(
+            r.err
+                == "composefs-store: skipping \(f.image(".c.cfs.AbCdEfGh.tmp")): a temporary file (being written, or left by a run that died)\n"
+                + "composefs-store: skipping \(f.image("notes.txt")): not a composefs image\n"
+                + "2 images: kept 30 objects, would remove 0 objects (0 bytes to free)\n")
     }
 
     @Test func usagePerImage() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 @testable import ComposeFSTools
 
@@ -21,13 +22,16 @@ import Testing
 
     /// Makes the `nth` (1-based) call of `kind` on a file under `dir` fail
     /// with `errno`, then every later one too when `sticky`.
-    static func inject(_ kind: SystemCall, under dir: TemporaryDirectory, nth: Int = 1, sticky: Bool = false,
-                       matching: String = "", errno: Errno) -> Locked<Int> {
+    static func inject(
+        _ kind: SystemCall, under dir: TemporaryDirectory, nth: Int = 1, sticky: Bool = false,
+        matching: String = "", errno: Errno
+    ) -> Locked<Int> {
         let seen = Locked<Int>(0)
         let prefix = dir.path
         SystemFaults.inject { call in
             guard call.call == kind, let file = call.file?.description,
-                  file.hasPrefix(prefix), matching.isEmpty || file.contains(matching) else { return nil }
+                file.hasPrefix(prefix), matching.isEmpty || file.contains(matching)
+            else { return nil }
             let n = seen.withLock { n -> Int in
                 n += 1
                 return n
@@ -120,7 +124,8 @@ import Testing
         _ = Self.inject(.sync, under: dir, sticky: true, errno: .ioError)
         defer { SystemFaults.clear() }
         let pending = MkComposefs.PendingCommit(store)
-        let expected = "mkcomposefs: cannot fill store: \(ObjectStore.Error.store(path: FilePath(dir.file("objects")), operation: .syncing, errno: .ioError))\n"
+        let expected =
+            "mkcomposefs: cannot fill store: \(ObjectStore.Error.store(path: FilePath(dir.file("objects")), operation: .syncing, errno: .ioError))\n"
         for _ in 0..<2 {   // every wait reports it
             var text: String? = nil
             do { try pending.wait() } catch { text = error.text }
@@ -140,12 +145,17 @@ import Testing
         let src = try Self.makeTree(dir, count: 3)
         let store = dir.file("objects")
         if kind == .link {
-            for i in 0..<256 { try FileManager.default.createDirectory(atPath: store + "/" + [UInt8(i)].hexString, withIntermediateDirectories: true) }
+            for i in 0..<256 {
+                try FileManager.default.createDirectory(atPath: store + "/" + [UInt8(i)].hexString, withIntermediateDirectories: true)
+            }
         }
         _ = Self.inject(kind, under: dir, sticky: true, errno: .noSpace)
         defer { SystemFaults.clear() }
         let failure: DirectoryScanner.Error?
-        do { _ = try Self.scan(src, store: store); failure = nil } catch { failure = error }
+        do {
+            _ = try Self.scan(src, store: store)
+            failure = nil
+        } catch { failure = error }
         SystemFaults.clear()
         guard case .store(.store(let path, .linking, .noSpace))? = failure else {
             Issue.record("expected a linking error, got \(String(describing: failure))")

@@ -1,4 +1,5 @@
 import Glibc
+
 @testable import ComposeFS
 
 /// The tests name files with `String`s (FileManager, shell commands); the
@@ -29,8 +30,10 @@ extension DirectoryScanner {
 
 extension Mount {
     @discardableResult
-    static func mount(image: String, target: String, options: Options,
-                      environment: Environment = Environment()) throws(Error) -> Route {
+    static func mount(
+        image: String, target: String, options: Options,
+        environment: Environment = Environment()
+    ) throws(Error) -> Route {
         try mount(image: FilePath(image), target: FilePath(target), options: options, environment: environment)
     }
 }
@@ -51,9 +54,12 @@ extension ByteReader {
 func errnoText(_ code: Int32) -> String { Errno(code).description }
 
 extension ObjectStore {
-    func insert(source: Int32, sourcePath: String, digest: [UInt8], size: UInt64,
-                scratch: UnsafeMutableRawBufferPointer) throws(Error) {
-        try insert(source: FileDescriptor(rawValue: source), sourcePath: FilePath(sourcePath), digest: digest,
-                   size: size, scratch: scratch)
+    func insert(
+        source: Int32, sourcePath: String, digest: [UInt8], size: UInt64,
+        scratch: UnsafeMutableRawBufferPointer
+    ) throws(Error) {
+        try insert(
+            source: FileDescriptor(rawValue: source), sourcePath: FilePath(sourcePath), digest: digest,
+            size: size, scratch: scratch)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 // Bad layers and command lines: one message naming the entry or the
@@ -26,8 +27,9 @@ import Testing
         for (name, digest) in try TarCompare.storeContents(store) {
             #expect(String(bytes: FsVerity.objectPath([UInt8](hexDigits: Array(digest.utf8))!)) == name, sourceLocation: sourceLocation)
         }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: store).allSatisfy { !$0.hasPrefix(".") },
-                sourceLocation: sourceLocation)
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: store).allSatisfy { !$0.hasPrefix(".") },
+            sourceLocation: sourceLocation)
         let d = try Tools.mkcomposefs(["--print-digest-only", "--from-tar", "-"], stdin: archive)
         #expect(d.status == 1 && d.err == "mkcomposefs: <stdin>: \(message)\n", "\(d.err)", sourceLocation: sourceLocation)
     }
@@ -47,8 +49,10 @@ import Testing
         defer { dir.remove() }
         let plain = try dir.write("plain.tar", Self.two.archive)
         // The whole (small) stream is decompressed before the first header.
-        for (tool, message) in [("gzip", "at offset 0: truncated gzip input"), ("zstd -q", "at offset 0: Truncated zstd input"),
-                                ("xz", "at offset 0: Lzma library error:  No progress is possible")] {
+        for (tool, message) in [
+            ("gzip", "at offset 0: truncated gzip input"), ("zstd -q", "at offset 0: Truncated zstd input"),
+            ("xz", "at offset 0: Lzma library error:  No progress is possible")
+        ] {
             try TarTools.shell("\(tool) -c \(TarTools.quote(plain)) > \(TarTools.quote(dir.file("c")))")
             let whole = try ScanFS.readFile(dir.file("c"))
             let r = try Tools.mkcomposefs(["--print-digest-only", "--from-tar", "-"], stdin: Array(whole.prefix(whole.count - 20)))
@@ -77,19 +81,23 @@ import Testing
     @Test func badLinksAndReplacements() throws {
         try expectRejected(TestTar([.file("a", b("a")), .hardlink("x", "nope")]).archive, "x: hard link target 'nope' not found")
         try expectRejected(TestTar([.dir("d"), .hardlink("x", "d")]).archive, "x: hard link to a directory")
-        try expectRejected(TestTar([.dir("d"), .file("d/f", b("f")), .file("d", b("over"))]).archive,
-                           "d: cannot replace a directory that is not empty")
-        try expectRejected(TestTar([.dir("real"), .symlink("s", "real"), .file("s/x", b("x"))]).archive,
-                           "s/x: cannot extract through the symbolic link 's'")
+        try expectRejected(
+            TestTar([.dir("d"), .file("d/f", b("f")), .file("d", b("over"))]).archive,
+            "d: cannot replace a directory that is not empty")
+        try expectRejected(
+            TestTar([.dir("real"), .symlink("s", "real"), .file("s/x", b("x"))]).archive,
+            "s/x: cannot extract through the symbolic link 's'")
         try expectRejected(TestTar([.file("f", b("f")), .file("f/x", b("x"))]).archive, "f/x: 'f' is not a directory")
         try expectRejected(TestTar([.file(".", b("x"))]).archive, ".: the root can only be a directory")
         try expectRejected(TestTar([.symlink("s", "")]).archive, "s: symbolic link with an empty target")
-        try expectRejected(TestTar([.file(String(repeating: "n", count: 256), b("x"))]).archive,
-                           "\(String(repeating: "n", count: 256)): file name longer than 255 bytes: \"\(String(repeating: "n", count: 40))…\"")
+        try expectRejected(
+            TestTar([.file(String(repeating: "n", count: 256), b("x"))]).archive,
+            "\(String(repeating: "n", count: 256)): file name longer than 255 bytes: \"\(String(repeating: "n", count: 40))…\"")
         var big = E.file("big", [])
         big.xattrs = [("user.big", pseudoRandomBytes(40_000, seed: 1))]
-        try expectRejected(TestTar([big]).archive,
-                           "big: xattr user.big would make the xattrs of this file 40027 bytes, over the limit of 32767")
+        try expectRejected(
+            TestTar([big]).archive,
+            "big: xattr user.big would make the xattrs of this file 40027 bytes, over the limit of 32767")
     }
 
     @Test func commandLineErrors() throws {
@@ -107,16 +115,19 @@ import Testing
         }
         try expect(["--from-tar", layer], "No destination path specified", usage: true)
         try expect(["--from-tar", layer, "a.cfs", "b.cfs"], "Too many arguments", usage: true)
-        try expect(["--print-digest-only", "--from-tar", layer, "a.cfs"],
-                   "Cannot specify destination path with --print-digest-only", usage: true)
+        try expect(
+            ["--print-digest-only", "--from-tar", layer, "a.cfs"],
+            "Cannot specify destination path with --print-digest-only", usage: true)
         try expect(["--from-file", "--from-tar", layer, "a.cfs"], "--from-tar and --from-file cannot be used together", usage: true)
         try expect(["--tar-whiteouts=oci", dir.path, "a.cfs"], "--tar-whiteouts needs --from-tar", usage: true)
         try expect(["--tar-whiteouts=aufs", "--from-tar", layer, "a.cfs"], "Invalid --tar-whiteouts mode aufs (oci or overlay)")
-        try expect(["--tar-whiteouts=overlay", "--from-tar", layer, "--from-tar", layer, "--print-digest-only"],
-                   "--tar-whiteouts=overlay takes exactly one --from-tar layer")
+        try expect(
+            ["--tar-whiteouts=overlay", "--from-tar", layer, "--from-tar", layer, "--print-digest-only"],
+            "--tar-whiteouts=overlay takes exactly one --from-tar layer")
         try expect(["--from-tar", "-", "--from-tar", "-", "--print-digest-only"], "standard input ('-') can be only one layer")
-        try expect(["--from-tar", dir.file("missing.tar"), "--print-digest-only"],
-                   "cannot open '\(dir.file("missing.tar"))': No such file or directory")
+        try expect(
+            ["--from-tar", dir.file("missing.tar"), "--print-digest-only"],
+            "cannot open '\(dir.file("missing.tar"))': No such file or directory")
         #expect(try dir.contents() == ["layer.tar"])
         // An empty input is an empty layer: the root alone, with its defaults.
         let empty = try Tools.mkcomposefs(["--print-digest-only", "--from-tar", "-"], stdin: [])
@@ -137,8 +148,9 @@ import Testing
         try FileManager.default.createDirectory(atPath: object, withIntermediateDirectories: true)
         for output in [["out.cfs"], ["-"], []] {
             let digestOnly = output.isEmpty ? ["--print-digest-only"] : []
-            let r = try Tools.mkcomposefs(digestOnly + ["--digest-store=" + dir.file("store"), "--from-tar", layer]
-                                          + output.map { $0 == "-" ? $0 : dir.file($0) })
+            let r = try Tools.mkcomposefs(
+                digestOnly + ["--digest-store=" + dir.file("store"), "--from-tar", layer]
+                    + output.map { $0 == "-" ? $0 : dir.file($0) })
             #expect(r.status == 1)
             #expect(r.stdout.isEmpty, "nothing on standard output before the store is done")
             #expect(r.err == "mkcomposefs: \(layer): f: cannot fill store: File exists (\(object) exists and is not a regular file)\n")

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 // Several layers flattened by the OCI rules, and single layers with
@@ -25,7 +26,7 @@ import Testing
         .file("f", b("a file that becomes a directory")),
         withXattrs(.dir("e", mode: 0o700, mtime: 104), [("user.lower", b("1")), ("trusted.both", b("lower"))]),
         .file("e/content", pseudoRandomBytes(500, seed: 5)),
-        .symlink("link", "a/x"), .file("shared", pseudoRandomBytes(5000, seed: 6)),
+        .symlink("link", "a/x"), .file("shared", pseudoRandomBytes(5000, seed: 6))
     ]
     static let middle: [E] = [
         .file("a/.wh.x", []), .file(".wh.c", []),
@@ -33,18 +34,18 @@ import Testing
         .dir("a", mode: 0o705, mtime: 201),
         .dir("f", mode: 0o755, mtime: 202), .file("f/inside", b("in")),
         withXattrs(.dir("e", mode: 0o755, mtime: 203), [("user.upper", b("2")), ("trusted.both", b("upper"))]),
-        .file("a/b/z", pseudoRandomBytes(700, seed: 8)),                // a/b has no entry: keeps its metadata
-        .file("p/q/new", pseudoRandomBytes(800, seed: 9)),              // p, p/q new without entries: defaults
-        .file("a/.wh..wh.plnk", []),                                    // aufs metadata: ignored
+        .file("a/b/z", pseudoRandomBytes(700, seed: 8)),   // a/b has no entry: keeps its metadata
+        .file("p/q/new", pseudoRandomBytes(800, seed: 9)),   // p, p/q new without entries: defaults
+        .file("a/.wh..wh.plnk", []),   // aufs metadata: ignored
         .file("same-layer", b("kept")), .file(".wh.same-layer", []),   // no effect on its own layer
-        .file(".wh.never-existed", []),
+        .file(".wh.never-existed", [])
     ]
     static let upper: [E] = [
         .file(".wh.link", []), .symlink("link", "shared"),
-        .file("e", pseudoRandomBytes(900, seed: 10)),                   // a file over a non-empty lower directory
-        .hardlink("shared-again", "shared"),                           // a link to a lower layer's file
+        .file("e", pseudoRandomBytes(900, seed: 10)),   // a file over a non-empty lower directory
+        .hardlink("shared-again", "shared"),   // a link to a lower layer's file
         .file("a/b/.wh.y", []), .file("p/.wh..wh..opq", []),
-        .dir("./", mode: 0o700, mtime: 300),
+        .dir("./", mode: 0o700, mtime: 300)
     ]
 
     @Test(.root) func threeLayersFlattenLikeTheReference() throws {
@@ -54,10 +55,12 @@ import Testing
         // One of them compressed: layers are read alike.
         try TarTools.shell("gzip -c \(TarTools.quote(layers[1])) > \(TarTools.quote(scratch.file("2.tar.gz")))")
         let reference = scratch.file("applied")
-        try TarTools.shell("python3 \(TarTools.quote(TarTools.ociApply)) \(TarTools.quote(reference)) "
-                           + layers.map(TarTools.quote).joined(separator: " "))
-        try TarCompare.expectSame(layers: [layers[0], scratch.file("2.tar.gz"), layers[2]], extracted: reference,
-                                  in: scratch, label: "three")
+        try TarTools.shell(
+            "python3 \(TarTools.quote(TarTools.ociApply)) \(TarTools.quote(reference)) "
+                + layers.map(TarTools.quote).joined(separator: " "))
+        try TarCompare.expectSame(
+            layers: [layers[0], scratch.file("2.tar.gz"), layers[2]], extracted: reference,
+            in: scratch, label: "three")
         // Spot checks, so the comparison cannot pass vacuously.
         let image = try ImageReader.load(try ScanFS.readFile(scratch.file("tar-three.cfs"))).root
         #expect(image.lookup(path: b("a/x")) == nil && image.lookup(path: b("c")) == nil)
@@ -70,8 +73,9 @@ import Testing
         // Each prefix of the stack too (the root then has the defaults).
         for n in 1...2 {
             let partial = scratch.file("applied-\(n)")
-            try TarTools.shell("python3 \(TarTools.quote(TarTools.ociApply)) \(TarTools.quote(partial)) "
-                               + layers.prefix(n).map(TarTools.quote).joined(separator: " "))
+            try TarTools.shell(
+                "python3 \(TarTools.quote(TarTools.ociApply)) \(TarTools.quote(partial)) "
+                    + layers.prefix(n).map(TarTools.quote).joined(separator: " "))
             try TarCompare.expectSame(layers: Array(layers.prefix(n)), extracted: partial, in: scratch, label: "prefix-\(n)")
         }
     }
@@ -83,17 +87,20 @@ import Testing
         wh.uid = 7
         wh.gid = 8
         wh.mtime = 1234
-        let layer = try scratch.writeLayer("layer.tar", [
-            .dir("a", mtime: 50), wh, .file("a/.wh..wh..opq", []), .file("a/here", pseudoRandomBytes(100, seed: 1)),
-            .file("o/.wh..wh..opq", []), .file("o/file", b("in an opaque directory without whiteouts")),
-            .file(".wh.top", []), .file("x/.wh.deep", []),                     // x has no entry: defaults
-            .file(".wh.both", []), .file("both", b("the real entry wins")),
-            .file("also", b("real first")), .file(".wh.also", []),
-            .file("a/.wh..wh.plnk", []),
-        ])
+        let layer = try scratch.writeLayer(
+            "layer.tar",
+            [
+                .dir("a", mtime: 50), wh, .file("a/.wh..wh..opq", []), .file("a/here", pseudoRandomBytes(100, seed: 1)),
+                .file("o/.wh..wh..opq", []), .file("o/file", b("in an opaque directory without whiteouts")),
+                .file(".wh.top", []), .file("x/.wh.deep", []),   // x has no entry: defaults
+                .file(".wh.both", []), .file("both", b("the real entry wins")),
+                .file("also", b("real first")), .file(".wh.also", []),
+                .file("a/.wh..wh.plnk", [])
+            ])
         let reference = scratch.file("applied")
         try TarTools.shell("python3 \(TarTools.quote(TarTools.ociApply)) --overlay \(TarTools.quote(reference)) \(TarTools.quote(layer))")
-        try TarCompare.expectSame(layers: [layer], extracted: reference, in: scratch, tarOptions: ["--tar-whiteouts=overlay"], label: "overlay")
+        try TarCompare.expectSame(
+            layers: [layer], extracted: reference, in: scratch, tarOptions: ["--tar-whiteouts=overlay"], label: "overlay")
         let image = try ImageReader.load(try ScanFS.readFile(scratch.file("tar-overlay.cfs"))).root
         let gone = try #require(image.lookup(path: b("a/gone")))
         #expect(gone.mode == 0o020000 && gone.rdev == 0 && gone.uid == 7 && gone.gid == 8 && gone.mtime.seconds == 1234)

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 // Real trees archived and extracted by GNU tar as root: `mkcomposefs
@@ -42,8 +43,10 @@ import Testing
             let layer = scratch.file("layer-\(format).tar")
             try TarTools.create(layer, from: scratch.file("src"), format: format, sparse: true)
             try TarTools.extract(layer, into: scratch.file("x-\(format)"))
-            digests.insert(try TarCompare.expectSame(layers: [layer], extracted: scratch.file("x-\(format)"),
-                                                     in: scratch, label: format))
+            digests.insert(
+                try TarCompare.expectSame(
+                    layers: [layer], extracted: scratch.file("x-\(format)"),
+                    in: scratch, label: format))
         }
         // GNU format has no sub-second times, so only pax matches the source.
         let source = try Tools.mkcomposefs(["--print-digest-only", scratch.file("src")])
@@ -99,7 +102,8 @@ import Testing
             #expect(r.status == 0 && r.out == digest, "stdin: \(r.err)")
         }
         let image = scratch.file("stdin.cfs")
-        let r = try Tools.mkcomposefs(["--print-digest", "--digest-store", scratch.file("store-stdin"), "--from-tar", "-", image], stdin: zst)
+        let r = try Tools.mkcomposefs(
+            ["--print-digest", "--digest-store", scratch.file("store-stdin"), "--from-tar", "-", image], stdin: zst)
         #expect(r.status == 0 && r.out == digest)
         #expect(try ScanFS.readFile(image) == ScanFS.readFile(scratch.file("tar-plain.cfs")))
     }
@@ -114,10 +118,14 @@ import Testing
         try TarTools.create(layer, from: scratch.file("src"))
         try TarTools.extract(layer, into: scratch.file("x"))
         var digests: Set<String> = []
-        for (i, options) in [["--use-epoch"], ["--skip-devices"], ["--skip-xattrs"], ["--user-xattrs"],
-                             ["--min-version=1"], ["--max-version=0"], ["--use-epoch", "--skip-devices", "--user-xattrs"]].enumerated() {
-            digests.insert(try TarCompare.expectSame(layers: [layer], extracted: scratch.file("x"), in: scratch,
-                                                     options: options, label: "options-\(i)"))
+        for (i, options) in [
+            ["--use-epoch"], ["--skip-devices"], ["--skip-xattrs"], ["--user-xattrs"],
+            ["--min-version=1"], ["--max-version=0"], ["--use-epoch", "--skip-devices", "--user-xattrs"]
+        ].enumerated() {
+            digests.insert(
+                try TarCompare.expectSame(
+                    layers: [layer], extracted: scratch.file("x"), in: scratch,
+                    options: options, label: "options-\(i)"))
         }
         #expect(digests.count == 7)
         let r = try Tools.mkcomposefs(["--skip-xattrs", "--user-xattrs", "--print-digest-only", "--from-tar", layer])

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 // ObjectStore.Writer, the streaming insert the tar reader uses: the digest
@@ -37,11 +38,11 @@ import Testing
         let store = try ObjectStore(path: dir.file("store"))
         let limit = ObjectStore.Writer.memoryLimit
         let cases: [[Either]] = [
-            [.bytes(pseudoRandomBytes(100, seed: 1))],                                              // in memory
-            [.bytes(pseudoRandomBytes(4096, seed: 2)), .hole(5000), .bytes(b("tail"))],             // in memory, a hole
+            [.bytes(pseudoRandomBytes(100, seed: 1))],   // in memory
+            [.bytes(pseudoRandomBytes(4096, seed: 2)), .hole(5000), .bytes(b("tail"))],   // in memory, a hole
             [.bytes(pseudoRandomBytes(limit, seed: 3)), .bytes(pseudoRandomBytes(10, seed: 4))],   // spills
-            [.bytes(b("head")), .hole(3 * limit), .bytes(pseudoRandomBytes(7000, seed: 5))],       // spills in a hole
-            [.bytes(pseudoRandomBytes(70, seed: 6)), .hole(2 * limit + 1)],                         // ends in a hole
+            [.bytes(b("head")), .hole(3 * limit), .bytes(pseudoRandomBytes(7000, seed: 5))],   // spills in a hole
+            [.bytes(pseudoRandomBytes(70, seed: 6)), .hole(2 * limit + 1)]   // ends in a hole
         ]
         var names: [String] = []
         for pieces in cases {

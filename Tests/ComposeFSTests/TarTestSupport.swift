@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+
 @testable import ComposeFS
 
 // Helpers of the tar tests: a small tar writer (archives with exactly the
@@ -66,9 +67,10 @@ struct TestTar {
             bytes += Self.header(name: b("PaxHeaders/x"), type: UInt8(ascii: "x"), mode: 0o644, size: records.count)
             bytes += Self.padded(records)
         }
-        bytes += Self.header(name: Array(e.name.prefix(100)), type: e.type, mode: e.mode, uid: e.uid, gid: e.gid,
-                             size: e.data.count, mtime: e.mtime, link: Array(e.link.prefix(100)),
-                             major: e.major, minor: e.minor)
+        bytes += Self.header(
+            name: Array(e.name.prefix(100)), type: e.type, mode: e.mode, uid: e.uid, gid: e.gid,
+            size: e.data.count, mtime: e.mtime, link: Array(e.link.prefix(100)),
+            major: e.major, minor: e.minor)
         bytes += Self.padded(e.data)
     }
 
@@ -79,8 +81,10 @@ struct TestTar {
         data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
     }
 
-    static func header(name: [UInt8], type: UInt8, mode: UInt32, uid: Int = 0, gid: Int = 0, size: Int,
-                       mtime: Int = 1_000_000, link: [UInt8] = [], major: Int = 0, minor: Int = 0) -> [UInt8] {
+    static func header(
+        name: [UInt8], type: UInt8, mode: UInt32, uid: Int = 0, gid: Int = 0, size: Int,
+        mtime: Int = 1_000_000, link: [UInt8] = [], major: Int = 0, minor: Int = 0
+    ) -> [UInt8] {
         var h = [UInt8](repeating: 0, count: 512)
         func put(_ offset: Int, _ value: [UInt8]) { h.replaceSubrange(offset..<(offset + value.count), with: value) }
         func octal(_ offset: Int, _ width: Int, _ v: Int) {
@@ -177,29 +181,37 @@ enum TarCompare {
     /// Both ways with their own stores: the same image bytes, the same
     /// `--print-digest-only`, the same store. Returns the digest.
     @discardableResult
-    static func expectSame(layers: [String], extracted: String, in scratch: RootScratch, options: [String] = [],
-                           tarOptions: [String] = [], label: String,
-                           sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+    static func expectSame(
+        layers: [String], extracted: String, in scratch: RootScratch, options: [String] = [],
+        tarOptions: [String] = [], label: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> String {
         let tarArgs = tarOptions + layers.flatMap { ["--from-tar", $0] }
-        let storeA = scratch.file("store-tar-\(label)"), storeB = scratch.file("store-dir-\(label)")
-        let imageA = scratch.file("tar-\(label).cfs"), imageB = scratch.file("dir-\(label).cfs")
+        let storeA = scratch.file("store-tar-\(label)")
+        let storeB = scratch.file("store-dir-\(label)")
+        let imageA = scratch.file("tar-\(label).cfs")
+        let imageB = scratch.file("dir-\(label).cfs")
         let a = try Tools.mkcomposefs(options + ["--digest-store=" + storeA] + tarArgs + [imageA])
         let b = try Tools.mkcomposefs(options + ["--digest-store=" + storeB, extracted, imageB])
         try #require(a.status == 0, "\(label): --from-tar failed: \(a.err)", sourceLocation: sourceLocation)
         try #require(b.status == 0, "\(label): directory failed: \(b.err)", sourceLocation: sourceLocation)
-        let x = try ScanFS.readFile(imageA), y = try ScanFS.readFile(imageB)
+        let x = try ScanFS.readFile(imageA)
+        let y = try ScanFS.readFile(imageB)
         #expect(x == y, "\(label): images differ at offset \(firstDifference(x, y) ?? -1)", sourceLocation: sourceLocation)
         let da = try Tools.mkcomposefs(options + ["--print-digest-only"] + tarArgs)
         let db = try Tools.mkcomposefs(options + ["--print-digest-only", extracted])
-        #expect(da.status == 0 && da.out == db.out && da.out.count == 65, "\(label): digests \(da.out) \(db.out) \(da.err)",
-                sourceLocation: sourceLocation)
+        #expect(
+            da.status == 0 && da.out == db.out && da.out.count == 65, "\(label): digests \(da.out) \(db.out) \(da.err)",
+            sourceLocation: sourceLocation)
         #expect(da.out == FsVerity.digest(x).hexString + "\n", sourceLocation: sourceLocation)
-        let sa = try storeContents(storeA), sb = try storeContents(storeB)
+        let sa = try storeContents(storeA)
+        let sb = try storeContents(storeB)
         #expect(sa.keys.sorted() == sb.keys.sorted(), "\(label): store names differ", sourceLocation: sourceLocation)
         #expect(sa == sb, "\(label): store contents differ", sourceLocation: sourceLocation)
         for (name, digest) in sa {
-            #expect(String(bytes: FsVerity.objectPath([UInt8](hexDigits: Array(digest.utf8))!)) == name,
-                    "\(label): object \(name) is not its digest", sourceLocation: sourceLocation)
+            #expect(
+                String(bytes: FsVerity.objectPath([UInt8](hexDigits: Array(digest.utf8))!)) == name,
+                "\(label): object \(name) is not its digest", sourceLocation: sourceLocation)
         }
         return da.out
     }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ComposeFS
 
 /// xxh32, used for the EROFS xattr name filter (FORMAT.md §11.5).
@@ -33,7 +34,7 @@ import Testing
         let cases: [(Int, UInt32, UInt32)] = [
             (1, 0xCF65_B03E, 0xB454_5AA4),
             (14, 0x1208_E7E2, 0x6AF1_D1FE),
-            (222, 0x5BD1_1DBD, 0x5880_3C5F),
+            (222, 0x5BD1_1DBD, 0x5880_3C5F)
         ]
         for (length, seed0, seedPrime) in cases {
             let data = Array(buffer[0..<length])

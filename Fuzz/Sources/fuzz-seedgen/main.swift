@@ -5,8 +5,9 @@
 //
 //     swift run --package-path Fuzz fuzz-seedgen Fuzz/Corpus
 import ComposeFS
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct SplitMix64 {
@@ -27,9 +28,13 @@ let safe = Set(Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 func esc(_ b: [UInt8]) -> String {
     var s = ""
     for c in b {
-        if safe.contains(c) { s.unicodeScalars.append(Unicode.Scalar(c)) }
-        else if c == 0x5C { s += "\\\\" }
-        else { s += "\\x" + (c < 16 ? "0" : "") + String(c, radix: 16) }
+        if safe.contains(c) {
+            s.unicodeScalars.append(Unicode.Scalar(c))
+        } else if c == 0x5C {
+            s += "\\\\"
+        } else {
+            s += "\\x" + (c < 16 ? "0" : "") + String(c, radix: 16)
+        }
     }
     return s
 }
@@ -70,7 +75,7 @@ func xattrs() -> String {
 }
 func attrs() -> (String, String) {
     let uid = rng.pick([0, 0, 1000, 65534, Int(UInt32.max)])
-    let gid = rng.pick([0, 1000, 65534, 123456789])
+    let gid = rng.pick([0, 1000, 65534, 123_456_789])
     let secs: Int64 = rng.pick([0, 1_700_000_000, -1, 1_633_950_376, 9_999_999_999])
     let nsec = rng.chance(50) ? 0 : rng.int(1_000_000_000)
     return ("\(uid) \(gid)", "\(secs).\(nsec)")
@@ -81,11 +86,14 @@ func generateDump(entries: Int) -> String {
     var dirs: [[UInt8]] = [Array("/".utf8)]
     var files: [[UInt8]] = []
     var taken = Set<[UInt8]>()
-    func line(_ path: [UInt8], size: UInt64, mode: String, nlink: Int, rdev: Int = 0,
-              payload: String = "-", content: String = "-", digest: String = "-", xattr: Bool = true) {
+    func line(
+        _ path: [UInt8], size: UInt64, mode: String, nlink: Int, rdev: Int = 0,
+        payload: String = "-", content: String = "-", digest: String = "-", xattr: Bool = true
+    ) {
         let (ids, mtime) = attrs()
-        lines.append("\(esc(path)) \(size) \(mode) \(nlink) \(ids) \(rdev) \(mtime) \(payload) \(content) \(digest)"
-            + (xattr ? xattrs() : ""))
+        lines.append(
+            "\(esc(path)) \(size) \(mode) \(nlink) \(ids) \(rdev) \(mtime) \(payload) \(content) \(digest)"
+                + (xattr ? xattrs() : ""))
     }
     let perm = { rng.pick([0o755, 0o644, 0o700, 0o777, 0o4755, 0o1777, 0o0]) }
     func m(_ type: Int, _ p: Int) -> String { String(type | p, radix: 8) }
@@ -109,14 +117,17 @@ func generateDump(entries: Int) -> String {
             let d = randomBytes(32, printable: false)
             let h = hex(d)
             let size: UInt64 = rng.pick([1, 4095, 4096, 4097, 1 << 20, 5_000_000_000])
-            let payload = rng.chance(80) ? String(h.prefix(2)) + "/" + String(h.dropFirst(2)) : esc(randomBytes(1 + rng.int(30), printable: true))
+            let payload =
+                rng.chance(80) ? String(h.prefix(2)) + "/" + String(h.dropFirst(2)) : esc(randomBytes(1 + rng.int(30), printable: true))
             files.append(path)
             line(path, size: size, mode: m(0o100000, perm()), nlink: 1, payload: payload, digest: rng.chance(80) ? h : "-")
         case 5:
             files.append(path)
             line(path, size: 0, mode: m(0o100000, perm()), nlink: 1)
         case 6:
-            let t = rng.chance(10) ? Array(repeating: UInt8(ascii: "t"), count: 1 + rng.int(4000)) : randomBytes(1 + rng.int(40), printable: true)
+            let t =
+                rng.chance(10)
+                ? Array(repeating: UInt8(ascii: "t"), count: 1 + rng.int(4000)) : randomBytes(1 + rng.int(40), printable: true)
             line(path, size: UInt64(t.count), mode: "120777", nlink: 1, payload: esc(t))
         case 7:
             // Whiteout (0/0 char device) or a real device.
@@ -146,16 +157,26 @@ func save(_ bytes: [UInt8], _ path: String) {
 let out = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "Fuzz/Corpus"
 for t in ["fuzz-dump", "fuzz-image", "fuzz-mount-options"] { mkdir(out + "/" + t, 0o755) }
 
-var dumps = 0, images = 0, rejected = 0
+var dumps = 0
+var images = 0
+var rejected = 0
 for i in 0..<48 {
     let text = Array(generateDump(entries: i < 8 ? 2 + i : 4 + rng.int(28)).utf8)
     let tree: Node
-    do { tree = try DumpParser.parse(text) } catch { rejected += 1; if rejected < 6 { print("rejected: \(error)") }; continue }
+    do { tree = try DumpParser.parse(text) } catch {
+        rejected += 1
+        if rejected < 6 { print("rejected: \(error)") }
+        continue
+    }
     let name = "gen-" + String(1000 + i).dropFirst()
-    if text.count <= 16 << 10 { save(text, "\(out)/fuzz-dump/\(name).dump"); dumps += 1 }
+    if text.count <= 16 << 10 {
+        save(text, "\(out)/fuzz-dump/\(name).dump")
+        dumps += 1
+    }
     let options = i % 3 == 0 ? ImageWriter.Options(minVersion: 1, maxVersion: 1) : ImageWriter.Options()
     if let image = try? ImageWriter.write(tree, options: options), image.count <= 32 << 10, i % 2 == 0 {
-        save(image, "\(out)/fuzz-image/\(name).cfs"); images += 1
+        save(image, "\(out)/fuzz-image/\(name).cfs")
+        images += 1
     }
 }
 
@@ -175,7 +196,7 @@ let mountSeeds = [
     "basedir=/o,upperdir=/u",
     "basedir=/o,unknown=1",
     "basedir=/o\\",
-    "basedir=/\u{e9}t\u{e9},workdir=/w,upperdir=/\u{1F600}",
+    "basedir=/\u{e9}t\u{e9},workdir=/w,upperdir=/\u{1F600}"
 ]
 for (i, s) in mountSeeds.enumerated() {
     save(Array(s.utf8), "\(out)/fuzz-mount-options/gen-\(String(100 + i).dropFirst()).txt")

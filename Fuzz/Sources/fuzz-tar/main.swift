@@ -2,8 +2,9 @@
 // Sources/ComposeFSProperties and FUZZING.md. Run with scripts/fuzz fuzz-tar SECONDS.
 import ComposeFSProperties
 import FuzzSupport
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 let status = runFuzzer { data, size in

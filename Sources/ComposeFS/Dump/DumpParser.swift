@@ -358,7 +358,9 @@ public enum DumpParser {
                 let dirCount = lastSlash >= 0 ? dirEnd - start : 0
                 var parent = root
                 if let lp = lastParent, lp.isDirectory, dirCount == lastParentPath.count,
-                   dirCount == 0 || lastParentPath.withUnsafeBufferPointer({ memcmp($0.baseAddress!, p.baseAddress! + start, dirCount) == 0 }) {
+                    dirCount == 0
+                        || lastParentPath.withUnsafeBufferPointer({ memcmp($0.baseAddress!, p.baseAddress! + start, dirCount) == 0 })
+                {
                     parent = lp
                 } else {
                     var c = start

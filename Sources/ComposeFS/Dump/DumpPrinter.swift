@@ -106,21 +106,21 @@ public enum DumpPrinter {
 
     /// One `ls` line; hardlink entries get no suffix.
     public static func listLine(_ node: Node, path: [UInt8], isHardlink: Bool, into out: inout [UInt8]) {
-            DumpEscaping.escape(path, mode: .keepSpace, into: &out)
-            switch isHardlink ? nil : node.fileType {
-            case .directory?:
-                out.append(UInt8(ascii: "/"))
-                out.append(0x09)
-            case .symlink?:
-                out.append(contentsOf: [0x09, 0x2D, 0x3E, 0x20])   // "\t-> "
-                DumpEscaping.escape(node.payload ?? [], into: &out)
-            case .regular? where node.payload != nil:
-                out.append(contentsOf: [0x09, 0x40, 0x20])         // "\t@ "
-                DumpEscaping.escape(node.payload!, into: &out)
-            default:
-                break
-            }
-            out.append(0x0A)
+        DumpEscaping.escape(path, mode: .keepSpace, into: &out)
+        switch isHardlink ? nil : node.fileType {
+        case .directory?:
+            out.append(UInt8(ascii: "/"))
+            out.append(0x09)
+        case .symlink?:
+            out.append(contentsOf: [0x09, 0x2D, 0x3E, 0x20])   // "\t-> "
+            DumpEscaping.escape(node.payload ?? [], into: &out)
+        case .regular? where node.payload != nil:
+            out.append(contentsOf: [0x09, 0x40, 0x20])   // "\t@ "
+            DumpEscaping.escape(node.payload!, into: &out)
+        default:
+            break
+        }
+        out.append(0x0A)
     }
 
     /// Payloads of the regular files (hardlink entries skipped).

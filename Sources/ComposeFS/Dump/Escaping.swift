@@ -98,10 +98,18 @@ public enum DumpEscaping {
             guard j < n else { return }
             let b = bytes[j]
             switch b {
-            case UInt8(ascii: "\\"): out.append(b); out.append(b)
-            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case UInt8(ascii: "\\"):
+                out.append(b)
+                out.append(b)
+            case 0x0A:
+                out.append(UInt8(ascii: "\\"))
+                out.append(UInt8(ascii: "n"))
+            case 0x0D:
+                out.append(UInt8(ascii: "\\"))
+                out.append(UInt8(ascii: "r"))
+            case 0x09:
+                out.append(UInt8(ascii: "\\"))
+                out.append(UInt8(ascii: "t"))
             case UInt8(ascii: "="):
                 out.append(contentsOf: [0x5C, 0x78, 0x33, 0x64])   // \x3d
             default:

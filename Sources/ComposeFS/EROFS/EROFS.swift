@@ -46,7 +46,7 @@ public enum EROFS {
         Array("system.posix_acl_default".utf8),
         Array("trusted.".utf8),
         Array("lustre.".utf8),
-        Array("security.".utf8),
+        Array("security.".utf8)
     ]
 
     /// The order the writer tries prefixes in (it never uses `lustre.`).
@@ -79,11 +79,11 @@ public struct ComposefsHeader: Equatable, Sendable {
     public var hasACL: Bool { flags & Self.flagHasACL != 0 }
 
     public func encode(into w: inout ByteWriter) {
-        w.u32(magic)            // 0
-        w.u32(version)          // 4
-        w.u32(flags)            // 8
-        w.u32(composefsVersion) // 12
-        w.zeros(16)             // 16: unused[4]
+        w.u32(magic)   // 0
+        w.u32(version)   // 4
+        w.u32(flags)   // 8
+        w.u32(composefsVersion)   // 12
+        w.zeros(16)   // 16: unused[4]
     }
 
     public init(decoding r: ByteReader, at o: Int = 0) throws(ByteReader.Error) {

@@ -11,7 +11,7 @@ struct ImageLayout {
 
     /// One inode in breadth-first order.
     struct Item {
-        var node: Node?            // nil for the root's synthetic whiteouts
+        var node: Node?   // nil for the root's synthetic whiteouts
         var parent: Int
         var mode: UInt32
         var nlink: UInt32
@@ -274,9 +274,10 @@ struct ImageLayout {
                 hasPrefix(key, overlayPrefix) ? escapedOverlayPrefix + key[overlayPrefix.count...] : key
             }
         }
-        var item = Item(node: node, parent: parent, mode: node.mode, nlink: node.nlink, uid: node.uid,
-                        gid: node.gid, rdev: node.rdev, size: node.size, mtime: node.mtime,
-                        xattrs: xattrs)
+        var item = Item(
+            node: node, parent: parent, mode: node.mode, nlink: node.nlink, uid: node.uid,
+            gid: node.gid, rdev: node.rdev, size: node.size, mtime: node.mtime,
+            xattrs: xattrs)
         switch type {
         case .regular:
             if let content = node.content, !content.isEmpty {
@@ -337,9 +338,10 @@ struct ImageLayout {
         if let label = root.node?.xattr(selinuxKey) {
             try? xattrs.set(selinuxKey, label, limit: Node.loadedXattrBudgetLimit)
         }
-        return Item(node: nil, parent: 0, mode: FileType.characterDevice.rawValue | 0o644, nlink: 1,
-                    uid: root.uid, gid: root.gid, rdev: 0, size: 0, mtime: root.mtime,
-                    xattrs: xattrs)
+        return Item(
+            node: nil, parent: 0, mode: FileType.characterDevice.rawValue | 0o644, nlink: 1,
+            uid: root.uid, gid: root.gid, rdev: 0, size: 0, mtime: root.mtime,
+            xattrs: xattrs)
     }
 
     /// Sorted xattrs, minimum mtime, ACL flag (§6.1).
@@ -383,7 +385,8 @@ struct ImageLayout {
         groupXattrs()
         var table = groups.indices.filter { groups[$0].count > 1 }
         table.sort { a, b in
-            let x = xattr(of: groups[a]), y = xattr(of: groups[b])
+            let x = xattr(of: groups[a])
+            let y = xattr(of: groups[b])
             let k = compareBytes(x.key, y.key)
             if k != 0 { return k > 0 }
             if x.value.count != y.value.count { return x.value.count > y.value.count }
@@ -445,10 +448,13 @@ struct ImageLayout {
         let bit = x.key.withUnsafeBytes {
             XXHash32.hash(UnsafeRawBufferPointer(rebasing: $0[prefixLength...]), seed: EROFS.xattrFilterSeed &+ UInt32(index)) & 31
         }
-        return XattrGroup(item: Int32(item), entry: Int32(entry), hash: hash, nameIndex: index,
-                          prefixLength: UInt8(prefixLength), filterBit: UInt8(bit),
-                          entrySize: Int32(EROFS.XattrEntry.encodedSize(suffixLength: x.key.count - prefixLength,
-                                                                         valueLength: x.value.count)))
+        return XattrGroup(
+            item: Int32(item), entry: Int32(entry), hash: hash, nameIndex: index,
+            prefixLength: UInt8(prefixLength), filterBit: UInt8(bit),
+            entrySize: Int32(
+                EROFS.XattrEntry.encodedSize(
+                    suffixLength: x.key.count - prefixLength,
+                    valueLength: x.value.count)))
     }
 
     /// An item's name filter and xattr area size: up to 128 shared
@@ -536,7 +542,9 @@ struct ImageLayout {
         let bs = EROFS.blockSize
         switch it.type {
         case .directory:
-            var blocks = 0, cur = 0, chunkStart = 0
+            var blocks = 0
+            var cur = 0
+            var chunkStart = 0
             var chunks: [Range<Int>] = []
             for (k, e) in it.entries.enumerated() {
                 let len = 12 + e.name.count
@@ -549,7 +557,10 @@ struct ImageLayout {
                 cur += len
             }
             chunks.append(chunkStart..<it.entries.count)
-            if cur > bs / 2 { blocks += 1; cur = 0 }
+            if cur > bs / 2 {
+                blocks += 1
+                cur = 0
+            }
             it.dirChunks = chunks
             it.nBlocks = blocks
             it.tail = cur
@@ -560,7 +571,10 @@ struct ImageLayout {
             if let count = it.content?.count {
                 it.nBlocks = count / bs
                 it.tail = count % bs
-                if it.tail > bs / 2 { it.nBlocks += 1; it.tail = 0 }
+                if it.tail > bs / 2 {
+                    it.nBlocks += 1
+                    it.tail = 0
+                }
             } else if it.external {
                 it.tail = 4 * it.chunkCount
             }
@@ -573,7 +587,8 @@ struct ImageLayout {
     /// The inode's format (§8.4), slot and padding (§9.1): `pos` is where
     /// the previous inode ended and moves past this one.
     static func place(_ it: inout Item, at pos: inout Int, minMtime: Timespec, sizeForCompact: UInt64) {
-        it.compact = it.mtime == minMtime && it.nlink <= 0xFFFF && it.uid <= 0xFFFF
+        it.compact =
+            it.mtime == minMtime && it.nlink <= 0xFFFF && it.uid <= 0xFFFF
             && it.gid <= 0xFFFF && sizeForCompact <= 0xFFFF_FFFF
         let isz = it.compact ? EROFS.Inode.compactSize : EROFS.Inode.extendedSize
         let start = roundUp(pos, EROFS.slotSize)

@@ -47,13 +47,13 @@ public enum ImageReader {
             var root: Node? = nil
             try loader.traverse(filter: filter) { event in
                 switch event {
-                case let .root(node, nid):
+                case .root(let node, let nid):
                     root = node
                     byNid[nid] = node
-                case let .entry(node, nid, parent, _):
+                case .entry(let node, let nid, let parent, _):
                     try parent.addChild(node)
                     byNid[nid] = node
-                case let .hardlink(name, nid, parent, _):
+                case .hardlink(let name, let nid, let parent, _):
                     guard let target = byNid[nid] else { throw Error.corrupt(offset: 0, "hardlink to an unloaded inode") }
                     try parent.addChild(Node(name: name, hardlinkTo: target))
                 }
@@ -80,11 +80,11 @@ public enum ImageReader {
             let loader = try Loader(reader)
             try loader.traverse(filter: filter) { event in
                 switch event {
-                case let .root(node, _):
+                case .root(let node, _):
                     visit(Entry(path: [UInt8(ascii: "/")], node: node, hardlinkTarget: nil))
-                case let .entry(node, _, _, path):
+                case .entry(let node, _, _, let path):
                     visit(Entry(path: path, node: node, hardlinkTarget: nil))
-                case let .hardlink(_, nid, _, path):
+                case .hardlink(_, let nid, _, let path):
                     guard let target = try loader.loadInode(nid: UInt64(nid), name: [], from: 0) else { return }
                     visit(Entry(path: path, node: target.node, hardlinkTarget: try loader.path(of: nid)))
                 }
@@ -322,9 +322,11 @@ public enum ImageReader {
                     guard nameStart < length else {
                         throw Error.corrupt(offset: h, "directory entry name offset \(nameStart) past its block")
                     }
-                    nameEnd = nameStart + (try r.withBytes(at: start + nameStart, count: length - nameStart) { b in
-                        b.firstIndex(of: 0) ?? b.count
-                    })
+                    nameEnd =
+                        nameStart
+                        + (try r.withBytes(at: start + nameStart, count: length - nameStart) { b in
+                            b.firstIndex(of: 0) ?? b.count
+                        })
                 }
                 guard nameStart >= first, nameStart < nameEnd, nameEnd <= length else {
                     throw Error.corrupt(offset: h, "invalid directory entry name range \(nameStart)..<\(nameEnd)")
@@ -391,7 +393,8 @@ public enum ImageReader {
         func traverse(filter: Set<[UInt8]>?, _ handle: (Event) throws -> Void) throws {
             let rootNid = Int(superblock.rootNid)
             guard let root = try loadInode(nid: UInt64(rootNid), name: [], from: EROFS.superblockOffset + 14),
-                  root.node.isDirectory else {
+                root.node.isDirectory
+            else {
                 throw Error.corrupt(offset: EROFS.superblockOffset + 14, "the root inode is not a directory")
             }
             records[rootNid] = (-1, 0, 0)

@@ -23,21 +23,21 @@ public enum ImageWriter {
         /// that text first and adds what and where.
         public var description: String {
             switch self {
-            case let .invalidVersion(min, max):
+            case .invalidVersion(let min, let max):
                 "Invalid argument (format version range \(min)...\(max); versions 0 and 1 exist)"
             case .rootNotDirectory: "Not a directory (the root must be a directory)"
-            case let .invalidMode(p, m): "Invalid argument (\(show(p)): invalid file type in mode \(String(m, radix: 8)))"
-            case let .childrenOnNonDirectory(p): "Invalid argument (\(show(p)) has children but is not a directory)"
-            case let .fileTooLarge(p, s): "File too large (\(show(p)): \(s) bytes is more than 1024 chunks)"
-            case let .contentSizeMismatch(p, c, s): "Invalid argument (\(show(p)): \(c) bytes of content for size \(s))"
-            case let .contentTooLarge(p, s): "Invalid argument (\(show(p)): inline content of \(s) bytes exceeds 5000)"
-            case let .invalidDigest(p): "Invalid argument (\(show(p)): a digest must be 32 bytes)"
-            case let .payloadTooLong(p): "File name too long (\(show(p)): payload of 4096 bytes or more)"
-            case let .invalidSymlink(p): "Invalid argument (\(show(p)): symlink target must be 1 to 4095 bytes)"
-            case let .xattr(p, e): "Numerical result out of range (\(show(p)): \(e))"
-            case let .tooManyXattrs(p): "Numerical result out of range (\(show(p)): xattr area too large)"
-            case let .hardlinkLoop(p): "Too many levels of symbolic links (hardlink loop at \(show(p)))"
-            case let .hardlinkTargetMissing(p): "Invalid argument (\(show(p)): hardlink target is not in the tree)"
+            case .invalidMode(let p, let m): "Invalid argument (\(show(p)): invalid file type in mode \(String(m, radix: 8)))"
+            case .childrenOnNonDirectory(let p): "Invalid argument (\(show(p)) has children but is not a directory)"
+            case .fileTooLarge(let p, let s): "File too large (\(show(p)): \(s) bytes is more than 1024 chunks)"
+            case .contentSizeMismatch(let p, let c, let s): "Invalid argument (\(show(p)): \(c) bytes of content for size \(s))"
+            case .contentTooLarge(let p, let s): "Invalid argument (\(show(p)): inline content of \(s) bytes exceeds 5000)"
+            case .invalidDigest(let p): "Invalid argument (\(show(p)): a digest must be 32 bytes)"
+            case .payloadTooLong(let p): "File name too long (\(show(p)): payload of 4096 bytes or more)"
+            case .invalidSymlink(let p): "Invalid argument (\(show(p)): symlink target must be 1 to 4095 bytes)"
+            case .xattr(let p, let e): "Numerical result out of range (\(show(p)): \(e))"
+            case .tooManyXattrs(let p): "Numerical result out of range (\(show(p)): xattr area too large)"
+            case .hardlinkLoop(let p): "Too many levels of symbolic links (hardlink loop at \(show(p)))"
+            case .hardlinkTargetMissing(let p): "Invalid argument (\(show(p)): hardlink target is not in the tree)"
             case .rootNidTooLarge: "Invalid argument (root inode beyond the 16-bit nid range)"
             case .imageTooLarge: "File too large (image exceeds 2^32 blocks)"
             }
@@ -100,8 +100,10 @@ public enum ImageWriter {
     /// The image in order (§2): header and superblock, the inode table,
     /// the shared xattr table, the data blocks. `items` are the layout's,
     /// read in place.
-    static func serialize<E: Swift.Error>(_ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>,
-                                          _ sink: ([UInt8]) throws(E) -> Void) throws(E) {
+    static func serialize<E: Swift.Error>(
+        _ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>,
+        _ sink: ([UInt8]) throws(E) -> Void
+    ) throws(E) {
         var w = ByteWriter(capacity: min(layout.imageSize, chunkSize + 2 * EROFS.blockSize))
         func flush(_ force: Bool = false) throws(E) {
             if force || w.count - w.drained >= chunkSize { try sink(w.drain()) }
@@ -135,10 +137,14 @@ public enum ImageWriter {
     }
 
     /// The composefs header (§3), then the EROFS superblock at 1024 (§4).
-    static func encodeHeaders(_ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>,
-                              into w: inout ByteWriter) {
-        ComposefsHeader(flags: layout.hasACL ? ComposefsHeader.flagHasACL : 0,
-                        composefsVersion: layout.version).encode(into: &w)
+    static func encodeHeaders(
+        _ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>,
+        into w: inout ByteWriter
+    ) {
+        ComposefsHeader(
+            flags: layout.hasACL ? ComposefsHeader.flagHasACL : 0,
+            composefsVersion: layout.version
+        ).encode(into: &w)
         w.zeros(EROFS.superblockOffset - w.count)
         var sb = EROFS.Superblock()
         sb.rootNid = UInt16(items[0].nid)
@@ -154,8 +160,10 @@ public enum ImageWriter {
     /// One inode (§10): its padding, the inode, its xattr area and its
     /// inline tail. `block` is the next free data block; the inode takes
     /// its blocks from there.
-    static func encodeInode(_ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>, _ index: Int,
-                            block: inout Int, into w: inout ByteWriter) {
+    static func encodeInode(
+        _ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>, _ index: Int,
+        block: inout Int, into w: inout ByteWriter
+    ) {
         w.zeros(items[index].ipad)
         assert(w.count == items[index].nid * EROFS.slotSize)
         var u: UInt32 = 0
@@ -167,10 +175,11 @@ public enum ImageWriter {
         }
         if type == .characterDevice || type == .blockDevice { u = items[index].rdev }
         if items[index].external { u = (u & 0xFFFF_0000) | UInt32(items[index].chunkBits - 12) }
-        let size: UInt64 = switch type {
-        case .directory, .regular, .symlink: items[index].size
-        default: 0
-        }
+        let size: UInt64 =
+            switch type {
+            case .directory, .regular, .symlink: items[index].size
+            default: 0
+            }
         let xattrSize = items[index].xattrSize
         EROFS.Inode(
             extended: !items[index].compact, layout: items[index].layout.rawValue,
@@ -204,8 +213,10 @@ public enum ImageWriter {
     /// An inode's data blocks (§12.4): full directory blocks, the head of
     /// an inline file, a symlink target moved out of the inode, or the
     /// null chunk indexes of an external file.
-    static func encodeDataBlocks(_ items: UnsafeBufferPointer<ImageLayout.Item>, _ index: Int,
-                                 into w: inout ByteWriter) {
+    static func encodeDataBlocks(
+        _ items: UnsafeBufferPointer<ImageLayout.Item>, _ index: Int,
+        into w: inout ByteWriter
+    ) {
         let bs = EROFS.blockSize
         let start = w.count
         switch items[index].type {
@@ -232,17 +243,19 @@ public enum ImageWriter {
 
     /// An item's xattr area (§11.1): the name filter, the shared ids
     /// (§7 step 5), then the inline entries, in sorted key order.
-    static func encodeXattrArea(_ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>, _ index: Int,
-                                sharedBase: Int, into w: inout ByteWriter) {
+    static func encodeXattrArea(
+        _ layout: ImageLayout, _ items: UnsafeBufferPointer<ImageLayout.Item>, _ index: Int,
+        sharedBase: Int, into w: inout ByteWriter
+    ) {
         let start = w.count
         let sharedCount = items[index].sharedCount
         let first = items[index].xattrStart
         let count = items[index].xattrs.entries.count
-        w.u32(items[index].filter)                       // 0: h_name_filter
-        w.u8(UInt8(sharedCount))                         // 4: h_shared_count
-        w.zeros(7)                                       // 5: h_reserved2
+        w.u32(items[index].filter)   // 0: h_name_filter
+        w.u8(UInt8(sharedCount))   // 4: h_shared_count
+        w.zeros(7)   // 5: h_reserved2
         var shared = 0
-        for k in 0..<count {                             // 12: h_shared_xattrs
+        for k in 0..<count {   // 12: h_shared_xattrs
             let g = layout.groups[Int(layout.xattrGroups[first + k])]
             if shared < sharedCount && g.offset >= 0 {
                 w.u32(UInt32((sharedBase + Int(g.offset)) / 4))
@@ -264,26 +277,28 @@ public enum ImageWriter {
     /// One xattr entry (§11.3), with its group's prefix and size.
     static func encodeXattr(_ x: Xattr, _ g: ImageLayout.XattrGroup, into w: inout ByteWriter) {
         let n = x.key.count - Int(g.prefixLength)
-        w.u8(UInt8(truncatingIfNeeded: n))                  // 0: e_name_len
-        w.u8(g.nameIndex)                                   // 1: e_name_index
-        w.u16(UInt16(truncatingIfNeeded: x.value.count))    // 2: e_value_size
-        w.append(x.key[Int(g.prefixLength)...])             // 4
+        w.u8(UInt8(truncatingIfNeeded: n))   // 0: e_name_len
+        w.u8(g.nameIndex)   // 1: e_name_index
+        w.u16(UInt16(truncatingIfNeeded: x.value.count))   // 2: e_value_size
+        w.append(x.key[Int(g.prefixLength)...])   // 4
         w.append(x.value)
         w.zeros(Int(g.entrySize) - 4 - n - x.value.count)
     }
 
     /// One directory block or inline tail (§12.1): the 12-byte headers,
     /// then the names packed end to end.
-    static func encodeDirents(_ items: UnsafeBufferPointer<ImageLayout.Item>, _ entries: [ImageLayout.Entry],
-                              _ range: Range<Int>, into w: inout ByteWriter) {
+    static func encodeDirents(
+        _ items: UnsafeBufferPointer<ImageLayout.Item>, _ entries: [ImageLayout.Entry],
+        _ range: Range<Int>, into w: inout ByteWriter
+    ) {
         guard !range.isEmpty else { return }
         var nameOffset = 12 * range.count
         for k in range {
             let target = entries[k].target
-            w.u64(UInt64(items[target].nid))             // 0: nid
-            w.u16(UInt16(nameOffset))                    // 8: nameoff
-            w.u8(FileType(mode: items[target].mode)!.direntType) // 10: file_type
-            w.u8(0)                                      // 11: reserved
+            w.u64(UInt64(items[target].nid))   // 0: nid
+            w.u16(UInt16(nameOffset))   // 8: nameoff
+            w.u8(FileType(mode: items[target].mode)!.direntType)   // 10: file_type
+            w.u8(0)   // 11: reserved
             nameOffset += entries[k].name.count
         }
         for k in range { w.append(entries[k].name) }

@@ -19,8 +19,10 @@ extension EROFS {
         /// Extended inodes only; compact ones use the superblock build time.
         public var mtime: Timespec
 
-        public init(extended: Bool, layout: UInt16, xattrCount: UInt16, mode: UInt16, nlink: UInt32,
-                    size: UInt64, u: UInt32, ino: UInt32, uid: UInt32, gid: UInt32, mtime: Timespec) {
+        public init(
+            extended: Bool, layout: UInt16, xattrCount: UInt16, mode: UInt16, nlink: UInt32,
+            size: UInt64, u: UInt32, ino: UInt32, uid: UInt32, gid: UInt32, mtime: Timespec
+        ) {
             self.extended = extended
             self.layout = layout
             self.xattrCount = xattrCount
@@ -42,31 +44,31 @@ extension EROFS {
 
         public func encode(into w: inout ByteWriter) {
             if extended {
-                w.u16(format)                                // 0: i_format
-                w.u16(xattrCount)                            // 2: i_xattr_icount
-                w.u16(mode)                                  // 4: i_mode
-                w.u16(0)                                     // 6: i_reserved
-                w.u64(size)                                  // 8: i_size
-                w.u32(u)                                     // 16: i_u
-                w.u32(ino)                                   // 20: i_ino
-                w.u32(uid)                                   // 24: i_uid
-                w.u32(gid)                                   // 28: i_gid
-                w.u64(UInt64(bitPattern: mtime.seconds))     // 32: i_mtime
-                w.u32(mtime.nanoseconds)                     // 40: i_mtime_nsec
-                w.u32(nlink)                                 // 44: i_nlink
-                w.zeros(16)                                  // 48: i_reserved2
+                w.u16(format)   // 0: i_format
+                w.u16(xattrCount)   // 2: i_xattr_icount
+                w.u16(mode)   // 4: i_mode
+                w.u16(0)   // 6: i_reserved
+                w.u64(size)   // 8: i_size
+                w.u32(u)   // 16: i_u
+                w.u32(ino)   // 20: i_ino
+                w.u32(uid)   // 24: i_uid
+                w.u32(gid)   // 28: i_gid
+                w.u64(UInt64(bitPattern: mtime.seconds))   // 32: i_mtime
+                w.u32(mtime.nanoseconds)   // 40: i_mtime_nsec
+                w.u32(nlink)   // 44: i_nlink
+                w.zeros(16)   // 48: i_reserved2
             } else {
-                w.u16(format)                                // 0: i_format
-                w.u16(xattrCount)                            // 2: i_xattr_icount
-                w.u16(mode)                                  // 4: i_mode
-                w.u16(UInt16(truncatingIfNeeded: nlink))     // 6: i_nlink
-                w.u32(UInt32(truncatingIfNeeded: size))      // 8: i_size
-                w.u32(0)                                     // 12: i_reserved
-                w.u32(u)                                     // 16: i_u
-                w.u32(ino)                                   // 20: i_ino
-                w.u16(UInt16(truncatingIfNeeded: uid))       // 24: i_uid
-                w.u16(UInt16(truncatingIfNeeded: gid))       // 26: i_gid
-                w.u32(0)                                     // 28: i_reserved2
+                w.u16(format)   // 0: i_format
+                w.u16(xattrCount)   // 2: i_xattr_icount
+                w.u16(mode)   // 4: i_mode
+                w.u16(UInt16(truncatingIfNeeded: nlink))   // 6: i_nlink
+                w.u32(UInt32(truncatingIfNeeded: size))   // 8: i_size
+                w.u32(0)   // 12: i_reserved
+                w.u32(u)   // 16: i_u
+                w.u32(ino)   // 20: i_ino
+                w.u16(UInt16(truncatingIfNeeded: uid))   // 24: i_uid
+                w.u16(UInt16(truncatingIfNeeded: gid))   // 26: i_gid
+                w.u32(0)   // 28: i_reserved2
             }
         }
 
@@ -85,8 +87,9 @@ extension EROFS {
                 ino = try r.u32(at: o + 20)
                 uid = try r.u32(at: o + 24)
                 gid = try r.u32(at: o + 28)
-                mtime = Timespec(seconds: Int64(bitPattern: try r.u64(at: o + 32)),
-                                 nanoseconds: try r.u32(at: o + 40))
+                mtime = Timespec(
+                    seconds: Int64(bitPattern: try r.u64(at: o + 32)),
+                    nanoseconds: try r.u32(at: o + 40))
                 nlink = try r.u32(at: o + 44)
             } else {
                 try r.check(o, Self.compactSize)

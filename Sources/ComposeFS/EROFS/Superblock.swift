@@ -19,20 +19,20 @@ extension EROFS {
 
         public func encode(into w: inout ByteWriter) {
             let start = w.count
-            w.u32(magic)             // 0
-            w.u32(checksum)          // 4
-            w.u32(featureCompat)     // 8
-            w.u8(blockSizeBits)      // 12
-            w.u8(extensionSlots)     // 13
-            w.u16(rootNid)           // 14
-            w.u64(inodeCount)        // 16
-            w.u64(buildTime)         // 24
-            w.u32(buildTimeNsec)     // 32
-            w.u32(blocks)            // 36
-            w.u32(metaBlockAddress)  // 40
-            w.u32(xattrBlockAddress) // 44
-            w.zeros(16)              // 48: uuid
-            w.zeros(16)              // 64: volume_name
+            w.u32(magic)   // 0
+            w.u32(checksum)   // 4
+            w.u32(featureCompat)   // 8
+            w.u8(blockSizeBits)   // 12
+            w.u8(extensionSlots)   // 13
+            w.u16(rootNid)   // 14
+            w.u64(inodeCount)   // 16
+            w.u64(buildTime)   // 24
+            w.u32(buildTimeNsec)   // 32
+            w.u32(blocks)   // 36
+            w.u32(metaBlockAddress)   // 40
+            w.u32(xattrBlockAddress)   // 44
+            w.zeros(16)   // 48: uuid
+            w.zeros(16)   // 64: volume_name
             w.u32(featureIncompat)   // 80
             // 84: compression, extra devices, devt slot, dirblkbits, long
             // xattr prefixes, packed nid, xattr filter reserved: all zero.

@@ -48,17 +48,19 @@ extension EROFS {
 
         public func encode(into w: inout ByteWriter) {
             let n = key.count - prefixLength
-            w.u8(UInt8(truncatingIfNeeded: n))              // 0: e_name_len
-            w.u8(nameIndex)                                 // 1: e_name_index
-            w.u16(UInt16(truncatingIfNeeded: value.count))  // 2: e_value_size
-            w.append(suffix)                                // 4
+            w.u8(UInt8(truncatingIfNeeded: n))   // 0: e_name_len
+            w.u8(nameIndex)   // 1: e_name_index
+            w.u16(UInt16(truncatingIfNeeded: value.count))   // 2: e_value_size
+            w.append(suffix)   // 4
             w.append(value)
             w.zeros(encodedSize - 4 - n - value.count)
         }
 
         /// Decodes the entry at `o`; returns it and its padded size.
         /// The full key is rebuilt with the reader's prefix table (§15.3).
-        static func decode(_ r: ByteReader, at o: Int, end: Int) throws(ImageReader.Error) -> (key: [UInt8], value: [UInt8], valueOffset: Int, size: Int) {
+        static func decode(_ r: ByteReader, at o: Int, end: Int) throws(ImageReader.Error) -> (
+            key: [UInt8], value: [UInt8], valueOffset: Int, size: Int
+        ) {
             do {
                 guard end - o >= 4 else { throw ImageReader.Error.corrupt(offset: o, "xattr entry header runs past its area") }
                 let nameLen = Int(try r.u8(at: o))

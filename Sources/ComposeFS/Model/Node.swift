@@ -22,7 +22,8 @@ public final class Node {
             case .exists(let n): "\"\(String(bytes: n))\" already exists in its directory"
             case .xattrKeyLength(let k): "xattr key must be 1 to 255 bytes: \"\(String(bytes: Array(k.prefix(40))))\""
             case .xattrValueTooLarge(let k, let s): "xattr \(String(bytes: k)) value of \(s) bytes exceeds 65535"
-            case .xattrBudget(let k, let t, let l): "xattr \(String(bytes: Array(k.prefix(40)))) would make the xattrs of this file \(t) bytes, over the limit of \(l)"
+            case .xattrBudget(let k, let t, let l):
+                "xattr \(String(bytes: Array(k.prefix(40)))) would make the xattrs of this file \(t) bytes, over the limit of \(l)"
             }
         }
     }
@@ -99,7 +100,8 @@ public final class Node {
         } else {
             return (0, false)
         }
-        var lo = 0, hi = children.count
+        var lo = 0
+        var hi = children.count
         while lo < hi {
             let mid = (lo + hi) / 2
             let c = compareBytes(children[mid].name, name)
@@ -120,7 +122,7 @@ public final class Node {
         guard isDirectory else { throw .notDirectory(name: child.name) }
         let n = child.name
         guard !n.isEmpty, !n.contains(0), !n.contains(UInt8(ascii: "/")),
-              n != [UInt8(ascii: ".")], n != [UInt8(ascii: "."), UInt8(ascii: ".")]
+            n != [UInt8(ascii: ".")], n != [UInt8(ascii: "."), UInt8(ascii: ".")]
         else { throw .invalidName(name: n) }
         guard n.count <= Node.maxNameLength else { throw .nameTooLong(name: n) }
         let (i, found) = search(n)

@@ -66,7 +66,8 @@ final class FilesystemContext {
         var buf = [UInt8](repeating: 0, count: 1024)
         while out.count < 16 {
             guard let n = try? withMutableBytes(&buf, { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try fd.read(into: b) }),
-                  n > 0 else { break }
+                n > 0
+            else { break }
             var text = buf[0..<n]
             if text.count > 2, text[text.startIndex + 1] == UInt8(ascii: " ") { text = text.dropFirst(2) }
             while text.last == UInt8(ascii: "\n") { text = text.dropLast() }

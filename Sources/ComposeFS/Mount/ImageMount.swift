@@ -10,8 +10,10 @@ extension Mount {
         let fd: FileDescriptor
         let route: Route.Image
 
-        init(image: FileDescriptor, imagePath: FilePath, hasACL: Bool, userns: FileDescriptor?,
-             environment: Environment) throws(Error) {
+        init(
+            image: FileDescriptor, imagePath: FilePath, hasACL: Bool, userns: FileDescriptor?,
+            environment: Environment
+        ) throws(Error) {
             var loop: LoopDevice? = nil
             if environment.forceLoopDevice {
                 loop = try LoopDevice(backing: image, name: imagePath)

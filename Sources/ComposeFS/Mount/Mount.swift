@@ -40,23 +40,23 @@ public enum Mount {
 
         public var description: String {
             switch self {
-            case let .openImage(p, e): "Failed to open \(p): \(e)"
-            case let .notComposefs(p): "\(p) is not a composefs image (bad header)"
-            case let .target(p, e): "mount point \(p): \(e)"
-            case let .objectDirectory(p, e): "object directory \(p): \(e)"
-            case let .directory(role, p, e): "\(role.rawValue) \(p): \(e)"
-            case let .openUserNamespace(p, e): "Failed to open userns \(p): \(e)"
-            case let .enterNamespace(p, e): "Failed to enter mount namespace \(p): \(e)"
-            case let .noVerity(p):
+            case .openImage(let p, let e): "Failed to open \(p): \(e)"
+            case .notComposefs(let p): "\(p) is not a composefs image (bad header)"
+            case .target(let p, let e): "mount point \(p): \(e)"
+            case .objectDirectory(let p, let e): "object directory \(p): \(e)"
+            case .directory(let role, let p, let e): "\(role.rawValue) \(p): \(e)"
+            case .openUserNamespace(let p, let e): "Failed to open userns \(p): \(e)"
+            case .enterNamespace(let p, let e): "Failed to enter mount namespace \(p): \(e)"
+            case .noVerity(let p):
                 "Image has no fs-verity (\(p): the kernel or filesystem has no fs-verity, or it is not enabled on the image; digest= cannot be checked)"
-            case let .wrongVerity(p, want, got):
+            case .wrongVerity(let p, let want, let got):
                 "Image has wrong fs-verity (\(p): digest \(got.hexString), expected \(want.hexString))"
-            case let .measure(p, e): "cannot measure \(p): \(e)"
-            case let .kernelLacks(fs): "the kernel has no \(fs) support (\(Errno.operationNotSupportedByDevice))"
+            case .measure(let p, let e): "cannot measure \(p): \(e)"
+            case .kernelLacks(let fs): "the kernel has no \(fs) support (\(Errno.operationNotSupportedByDevice))"
             case .verityUnsupported:
                 "this kernel's overlayfs cannot enforce fs-verity on the objects (it rejects verity=require, which needs Linux 6.6 or later); not mounting without verification"
             case .notPermitted: "\(Errno.notPermitted) (mounting needs root or CAP_SYS_ADMIN)"
-            case let .kernel(step, e, log):
+            case .kernel(let step, let e, let log):
                 log.isEmpty ? "\(step): \(e)" : "\(step): \(e) (\(log.joined(separator: "; ")))"
             }
         }
@@ -93,8 +93,8 @@ public enum Mount {
             switch self {
             case .openFilesystem(let fs): "fsopen \(fs)"
             case .noNewMountAPI(let fs): "fsopen \(fs) (the kernel has no new mount API)"
-            case let .setOption(fs, key, value?): "\(fs) option \(key)=\(String(decoding: value, as: UTF8.self))"
-            case let .setOption(fs, key, nil): "\(fs) option \(key)"
+            case .setOption(let fs, let key, let value?): "\(fs) option \(key)=\(String(decoding: value, as: UTF8.self))"
+            case .setOption(let fs, let key, nil): "\(fs) option \(key)"
             case .mountImage: "mounting the EROFS image"
             case .mountFilesystem(let fs): "fsmount \(fs)"
             case .idmapImage: "idmapping the EROFS mount"
@@ -149,19 +149,22 @@ public enum Mount {
         public var verity: Bool
 
         public var description: String {
-            let image = switch image {
-            case .file: "EROFS on the image file"
-            case .loopDevice(let dev): "EROFS on loop device \(dev)"
-            }
-            let layer = switch imageLayer {
-            case .detached: "detached image layer"
-            case .privateNamespace: "image layer attached in a private mount namespace"
-            }
-            let options = switch overlayOptions {
-            case .fsconfig: "overlay options by fsconfig (lowerdir+, datadir+)"
-            case .legacy(true): "overlay options as a mount(2) string with data-only layers (lowerdir=A::B)"
-            case .legacy(false): "overlay options as a mount(2) string with plain lower layers (lowerdir=A:B)"
-            }
+            let image =
+                switch image {
+                case .file: "EROFS on the image file"
+                case .loopDevice(let dev): "EROFS on loop device \(dev)"
+                }
+            let layer =
+                switch imageLayer {
+                case .detached: "detached image layer"
+                case .privateNamespace: "image layer attached in a private mount namespace"
+                }
+            let options =
+                switch overlayOptions {
+                case .fsconfig: "overlay options by fsconfig (lowerdir+, datadir+)"
+                case .legacy(true): "overlay options as a mount(2) string with data-only layers (lowerdir=A::B)"
+                case .legacy(false): "overlay options as a mount(2) string with plain lower layers (lowerdir=A:B)"
+                }
             return "\(image); \(layer); \(options); \(verity ? "verity=require" : "no verity checks")"
         }
     }
@@ -183,12 +186,16 @@ public enum Mount {
         /// Receives one line per fallback taken (mount.composefs -v).
         public var trace: ((String) -> Void)?
 
-        public init(measure: @escaping (FileDescriptor) throws(FsVerity.Error) -> FsVerity.Measurement = { fd throws(FsVerity.Error) in try FsVerity.measure(fd: fd) },
-                    forceLoopDevice: Bool = false,
-                    forcePrivateNamespace: Bool = false,
-                    forceLegacyOptions: Bool = false,
-                    forcePlainLowerLayers: Bool = false,
-                    trace: ((String) -> Void)? = nil) {
+        public init(
+            measure: @escaping (FileDescriptor) throws(FsVerity.Error) -> FsVerity.Measurement = { fd throws(FsVerity.Error) in
+                try FsVerity.measure(fd: fd)
+            },
+            forceLoopDevice: Bool = false,
+            forcePrivateNamespace: Bool = false,
+            forceLegacyOptions: Bool = false,
+            forcePlainLowerLayers: Bool = false,
+            trace: ((String) -> Void)? = nil
+        ) {
             self.measure = measure
             self.forceLoopDevice = forceLoopDevice
             self.forcePrivateNamespace = forcePrivateNamespace
@@ -203,8 +210,10 @@ public enum Mount {
     /// Mounts `image` at `target`. On failure nothing is left mounted or
     /// created. Returns the way the kernel accepted.
     @discardableResult
-    public static func mount(image: FilePath, target: FilePath, options: Options,
-                             environment: Environment = Environment()) throws(Error) -> Route {
+    public static func mount(
+        image: FilePath, target: FilePath, options: Options,
+        environment: Environment = Environment()
+    ) throws(Error) -> Route {
         // Everything that can be checked is checked before anything is mounted.
         try requireDirectory(target) { .target(path: target, errno: $0) }
         for dir in options.basedirs { try requireDirectory(dir) { .objectDirectory(path: dir, errno: $0) } }
@@ -217,7 +226,9 @@ public enum Mount {
 
         var userns: FileDescriptor? = nil
         if let path = options.idmap {
-            do { userns = try .open(path, .readOnly, options: [.noControllingTerminal]) } catch { throw .openUserNamespace(path: path, errno: error) }
+            do { userns = try .open(path, .readOnly, options: [.noControllingTerminal]) } catch {
+                throw .openUserNamespace(path: path, errno: error)
+            }
         }
         defer { try? userns?.close() }
 
@@ -229,22 +240,28 @@ public enum Mount {
         let n = try? withMutableBytes(&header) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try imageFD.readAll(into: b, at: 0) }
         guard n == ComposefsHeader.size, let h = try? ImageReader.header(header) else { throw .notComposefs(path: image) }
 
-        let erofs = try ImageMount(image: imageFD, imagePath: image, hasACL: h.hasACL,
-                                   userns: userns, environment: environment)
+        let erofs = try ImageMount(
+            image: imageFD, imagePath: image, hasACL: h.hasACL,
+            userns: userns, environment: environment)
         defer { try? erofs.fd.close() }
-        let overlay = try OverlayBuilder(lower: erofs.fd, target: target, options: options,
-                                         environment: environment).build()
+        let overlay = try OverlayBuilder(
+            lower: erofs.fd, target: target, options: options,
+            environment: environment
+        ).build()
         defer { try? overlay.fd.close() }
         try attach(overlay.fd, at: target, step: .attachOverlay(target: target))
-        return Route(image: erofs.route, imageLayer: overlay.imageLayer,
-                     overlayOptions: overlay.options, verity: overlay.verity)
+        return Route(
+            image: erofs.route, imageLayer: overlay.imageLayer,
+            overlayOptions: overlay.options, verity: overlay.verity)
     }
 
-    static func checkDigest(imageFD: FileDescriptor, image: FilePath, expected: [UInt8],
-                            environment: Environment) throws(Error) {
+    static func checkDigest(
+        imageFD: FileDescriptor, image: FilePath, expected: [UInt8],
+        environment: Environment
+    ) throws(Error) {
         let measured: FsVerity.Measurement
         do { measured = try environment.measure(imageFD) } catch {
-            if case let .io(_, e) = error { throw .measure(path: image, errno: e) }
+            if case .io(_, let e) = error { throw .measure(path: image, errno: e) }
             throw .measure(path: image, errno: .ioError)
         }
         switch measured {

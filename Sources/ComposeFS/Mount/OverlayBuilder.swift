@@ -36,12 +36,15 @@ extension Mount {
             if !environment.forcePrivateNamespace {
                 guard let verity = try configure(context) else { return try buildLegacy() }
                 guard let e = context.tryCreate() else {
-                    return Built(fd: try context.mount(readOnly: options.readOnly), imageLayer: .detached,
-                                 options: .fsconfig, verity: verity)
+                    return Built(
+                        fd: try context.mount(readOnly: options.readOnly), imageLayer: .detached,
+                        options: .fsconfig, verity: verity)
                 }
                 let log = context.messages()
                 guard e == .invalidArgument else { throw .kernel(.createOverlay(inPrivateNamespace: false), errno: e, log: log) }
-                environment.note("overlayfs refused the detached image layer (\(([e.description] + log).joined(separator: "; "))): attaching it in a private mount namespace")
+                environment.note(
+                    "overlayfs refused the detached image layer (\(([e.description] + log).joined(separator: "; "))): attaching it in a private mount namespace"
+                )
             }
             let builder = self
             let built = try PrivateMountNamespace.run { () throws(Error) -> Built? in
@@ -51,8 +54,9 @@ extension Mount {
                 if let e = context.tryCreate() {
                     throw context.failure(.createOverlay(inPrivateNamespace: true), e)
                 }
-                return Built(fd: try context.mount(readOnly: builder.options.readOnly), imageLayer: .privateNamespace,
-                             options: .fsconfig, verity: verity)
+                return Built(
+                    fd: try context.mount(readOnly: builder.options.readOnly), imageLayer: .privateNamespace,
+                    options: .fsconfig, verity: verity)
             }
             if let built { return built }
             return try buildLegacy()
@@ -88,8 +92,10 @@ extension Mount {
             // overlayfs removes backslash escapes from upperdir and workdir
             // (not from lowerdir+ and datadir+), through fsconfig too.
             if let upper = options.upperdir, let work = options.workdir {
-                layers += [("upperdir", LegacyOverlayOptions.escape(upper)),
-                           ("workdir", LegacyOverlayOptions.escape(work))]
+                layers += [
+                    ("upperdir", LegacyOverlayOptions.escape(upper)),
+                    ("workdir", LegacyOverlayOptions.escape(work))
+                ]
             }
             for (key, value) in layers {
                 if let e = context.trySet(key, value) {
@@ -99,7 +105,9 @@ extension Mount {
                     guard e == .invalidArgument else {
                         throw .kernel(.setOption(filesystem: "overlay", key: key, value: value), errno: e, log: log)
                     }
-                    environment.note("overlayfs refused \(key) through fsconfig (\(([e.description] + log).joined(separator: "; "))): using a mount(2) option string")
+                    environment.note(
+                        "overlayfs refused \(key) through fsconfig (\(([e.description] + log).joined(separator: "; "))): using a mount(2) option string"
+                    )
                     return nil
                 }
             }
@@ -117,7 +125,9 @@ extension Mount {
             let builder = self
             let (options, target, environment, lowerPath) = (options, target, environment, lowerPath)
             func mount(_ data: [UInt8], readOnly: Bool, silent: Bool) -> Errno? {
-                do { try MountNamespace.mountOverlay(source: "composefs", at: target, readOnly: readOnly, silent: silent, options: data) } catch {
+                do {
+                    try MountNamespace.mountOverlay(source: "composefs", at: target, readOnly: readOnly, silent: silent, options: data)
+                } catch {
                     return error
                 }
                 return nil
@@ -126,13 +136,17 @@ extension Mount {
                 try builder.attachImageLayer()
                 var last = Errno(0)
                 for dataOnly in forms {
-                    let data = LegacyOverlayOptions.string(lower: lowerPath, options: options,
-                                                           dataOnlyLayers: dataOnly, verity: options.requireVerity)
+                    let data = LegacyOverlayOptions.string(
+                        lower: lowerPath, options: options,
+                        dataOnlyLayers: dataOnly, verity: options.requireVerity)
                     guard let e = mount(data, readOnly: options.readOnly, silent: dataOnly) else {
                         let clone: FileDescriptor
-                        do throws(Errno) { clone = try .cloneMount(at: target) } catch { throw .kernel(.cloneOverlay, errno: error, log: []) }
-                        return Built(fd: clone, imageLayer: .privateNamespace,
-                                     options: .legacy(dataOnlyLayers: dataOnly), verity: options.requireVerity)
+                        do throws(Errno) { clone = try .cloneMount(at: target) } catch {
+                            throw .kernel(.cloneOverlay, errno: error, log: [])
+                        }
+                        return Built(
+                            fd: clone, imageLayer: .privateNamespace,
+                            options: .legacy(dataOnlyLayers: dataOnly), verity: options.requireVerity)
                     }
                     last = e
                     guard e == .invalidArgument else { break }
@@ -146,8 +160,9 @@ extension Mount {
                 // (this namespace is nobody else's), tells.
                 if last == .invalidArgument && options.requireVerity {
                     for dataOnly in forms {
-                        let data = LegacyOverlayOptions.string(lower: lowerPath, options: options,
-                                                               dataOnlyLayers: dataOnly, verity: false)
+                        let data = LegacyOverlayOptions.string(
+                            lower: lowerPath, options: options,
+                            dataOnlyLayers: dataOnly, verity: false)
                         if mount(data, readOnly: true, silent: true) == nil {
                             try? MountNamespace.unmount(target, detach: true)
                             throw .verityUnsupported

@@ -27,9 +27,13 @@ extension ObjectStore {
         var out = Contents()
         for e in try directory.entries().sorted(by: { compareBytes($0, $1) < 0 }) {
             let name = FilePath(bytes: e)
-            if hasPrefix(e, StoreDirectory.temporaryPrefix) { out.temporaries.append(name); continue }
+            if hasPrefix(e, StoreDirectory.temporaryPrefix) {
+                out.temporaries.append(name)
+                continue
+            }
             guard e.count == 2, ObjectID.lowerHex(e[0]) != nil, ObjectID.lowerHex(e[1]) != nil,
-                  directory.status(name).map({ ($0.st_mode & S_IFMT) == S_IFDIR }) == true else {
+                directory.status(name).map({ ($0.st_mode & S_IFMT) == S_IFDIR }) == true
+            else {
                 out.foreign.append(name)
                 continue
             }
@@ -54,10 +58,12 @@ extension ObjectStore {
     static func isDamagedName(_ name: [UInt8]) -> Bool {
         let suffix = StoreDirectory.damagedSuffix
         guard name.count >= 62 + suffix.count,
-              name[..<62].allSatisfy({ ObjectID.lowerHex($0) != nil }),
-              name[62..<(62 + suffix.count)].elementsEqual(suffix) else { return false }
+            name[..<62].allSatisfy({ ObjectID.lowerHex($0) != nil }),
+            name[62..<(62 + suffix.count)].elementsEqual(suffix)
+        else { return false }
         let rest = name[(62 + suffix.count)...]
-        return rest.isEmpty || (rest.count > 1 && rest.first == UInt8(ascii: ".")
-            && rest.dropFirst().allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+        return rest.isEmpty
+            || (rest.count > 1 && rest.first == UInt8(ascii: ".")
+                && rest.dropFirst().allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
     }
 }

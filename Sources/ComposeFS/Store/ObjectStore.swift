@@ -26,10 +26,10 @@ public final class ObjectStore: @unchecked Sendable {
 
         public var description: String {
             switch self {
-            case let .store(path, op, e): "\(e) (\(op.rawValue) \(path))"
-            case let .copy(source, e): "\(e) (copying \(source))"
-            case let .changed(source): "\(Errno.ioError) (\(source) changed while it was copied)"
-            case let .notAnObject(path): "\(Errno.fileExists) (\(path) exists and is not a regular file)"
+            case .store(let path, let op, let e): "\(e) (\(op.rawValue) \(path))"
+            case .copy(let source, let e): "\(e) (copying \(source))"
+            case .changed(let source): "\(Errno.ioError) (\(source) changed while it was copied)"
+            case .notAnObject(let path): "\(Errno.fileExists) (\(path) exists and is not a regular file)"
             }
         }
     }
@@ -142,7 +142,9 @@ public final class ObjectStore: @unchecked Sendable {
         for part in path.bytes.split(separator: UInt8(ascii: "/")) {
             if !prefix.isEmpty && prefix.last != UInt8(ascii: "/") { prefix.append(UInt8(ascii: "/")) }
             prefix.append(contentsOf: part)
-            do { try FileDescriptor.currentDirectory.makeDirectory(FilePath(bytes: prefix), mode: 0o755) } catch where error != .fileExists {
+            do { try FileDescriptor.currentDirectory.makeDirectory(FilePath(bytes: prefix), mode: 0o755) } catch let error
+                where error != .fileExists
+            {
                 throw .store(path: FilePath(bytes: prefix), operation: .creating, errno: error)
             } catch {}
         }
@@ -160,8 +162,10 @@ public final class ObjectStore: @unchecked Sendable {
     /// and `size`: a source that changes meanwhile is an error, never a
     /// wrong object. The object becomes visible at the next batch commit
     /// (at the latest in `commit()`).
-    public func insert(source: FileDescriptor, sourcePath: FilePath, digest: [UInt8], size: UInt64,
-                       scratch: UnsafeMutableRawBufferPointer, hasher: FsVerity.Hasher = FsVerity.Hasher()) throws(Error) {
+    public func insert(
+        source: FileDescriptor, sourcePath: FilePath, digest: [UInt8], size: UInt64,
+        scratch: UnsafeMutableRawBufferPointer, hasher: FsVerity.Hasher = FsVerity.Hasher()
+    ) throws(Error) {
         let name = FsVerity.objectPath(digest)
         if try contains(name) { return }
         let staged = try createObjectFile(name, fanOut: digest[0])
@@ -277,7 +281,9 @@ public final class ObjectStore: @unchecked Sendable {
             let linking = failure == nil
             Parallel.forEach(count: batch.count, threads: Parallel.availableCPUs) { i, _ in
                 if linking && linkFailure.withLock({ $0 == nil }) {
-                    do throws(Error) { try self.directory.name(staged.value[i]) } catch { linkFailure.withLock { if $0 == nil { $0 = error } } }
+                    do throws(Error) { try self.directory.name(staged.value[i]) } catch {
+                        linkFailure.withLock { if $0 == nil { $0 = error } }
+                    }
                 }
                 self.discard(staged.value[i])
             }

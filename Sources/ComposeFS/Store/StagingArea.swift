@@ -36,7 +36,7 @@ final class StagingArea: @unchecked Sendable {
         try fanOuts.withLock { made throws(ObjectStore.Error) in
             guard !made.contains(first) else { return }
             let hex = StoreDirectory.fanOutName(first)
-            do throws(Errno) { try fd.makeDirectory(hex, mode: 0o755) } catch where error != .fileExists {
+            do throws(Errno) { try fd.makeDirectory(hex, mode: 0o755) } catch let error where error != .fileExists {
                 throw .store(path: shown(hex.bytes, in: store), operation: .creating, errno: error)
             } catch {}
             made.insert(first)
@@ -120,12 +120,14 @@ final class StagingAreas: @unchecked Sendable {
         try asWriter(of: first) { area throws(Error) in
             let fd: FileDescriptor
             do throws(Errno) {
-                fd = try .open(FilePath(bytes: name), .readWrite, options: [.create, .exclusiveCreate], permissions: 0o644, relativeTo: area.fd)
+                fd = try .open(
+                    FilePath(bytes: name), .readWrite, options: [.create, .exclusiveCreate], permissions: 0o644, relativeTo: area.fd)
             } catch {
                 throw .store(path: area.shown(name, in: store), operation: .creatingTemporary, errno: error)
             }
-            return ObjectStore.Staged(fd: fd, name: FilePath(bytes: name), tempName: nil,
-                                      needsMode: StoreDirectory.umaskStripsObjectMode, area: area)
+            return ObjectStore.Staged(
+                fd: fd, name: FilePath(bytes: name), tempName: nil,
+                needsMode: StoreDirectory.umaskStripsObjectMode, area: area)
         }
     }
 
@@ -138,7 +140,11 @@ final class StagingAreas: @unchecked Sendable {
             return try asWriter(of: first) { area throws(Error) in
                 let target = FilePath(bytes: name)
                 do throws(Errno) {
-                    if let t = s.tempName { try store.moveTemporary(t, to: target, in: area.fd) } else { try s.fd.link(as: target, in: area.fd) }
+                    if let t = s.tempName {
+                        try store.moveTemporary(t, to: target, in: area.fd)
+                    } else {
+                        try s.fd.link(as: target, in: area.fd)
+                    }
                 } catch {
                     throw .store(path: area.shown(name, in: store), operation: .linking, errno: error)
                 }

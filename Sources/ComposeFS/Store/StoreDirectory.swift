@@ -80,7 +80,7 @@ final class StoreDirectory: @unchecked Sendable {
         do throws(Errno) {
             guard (try fd.stat(name).st_mode & S_IFMT) == S_IFDIR else { throw Errno.notDirectory }
             return true
-        } catch where error == .noSuchFileOrDirectory {
+        } catch let error where error == .noSuchFileOrDirectory {
             return false
         } catch {
             throw .store(path: shown(name.bytes), operation: .checking, errno: error)
@@ -123,7 +123,8 @@ final class StoreDirectory: @unchecked Sendable {
         guard let status = try? FileDescriptor.open("/proc/self/status", .readOnly) else { return true }
         defer { try? status.close() }
         var text = [UInt8](repeating: 0, count: 4096)
-        let n = (try? withMutableBytes(&text) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try status.readAll(into: b, at: 0) }) ?? 0
+        let n =
+            (try? withMutableBytes(&text) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try status.readAll(into: b, at: 0) }) ?? 0
         let key = Array("\nUmask:\t".utf8)
         guard n > 0, let at = text[..<n].firstRange(of: key) else { return true }
         var mask: UInt32 = 0
@@ -146,8 +147,10 @@ final class StoreDirectory: @unchecked Sendable {
                 let t = try FileDescriptor.open(at, .readWrite, options: [.temporaryFile], permissions: 0o644, relativeTo: fd)
                 return ObjectStore.Staged(fd: t, name: "", tempName: nil, needsMode: Self.umaskStripsObjectMode)
             } catch {
-                guard error == .notSupported || error == .isDirectory || error == .invalidArgument
-                        || error == .noSuchFileOrDirectory else {
+                guard
+                    error == .notSupported || error == .isDirectory || error == .invalidArgument
+                        || error == .noSuchFileOrDirectory
+                else {
                     throw .store(path: path, operation: .creatingTemporary, errno: error)
                 }
                 tmpfileWorks.store(false, ordering: .relaxed)
@@ -159,7 +162,7 @@ final class StoreDirectory: @unchecked Sendable {
                 let t = try FileDescriptor.open(name, .readWrite, options: [.create, .exclusiveCreate], permissions: 0o600, relativeTo: fd)
                 try? t.lock(exclusive: false)   // held (shared) until the file is renamed or removed
                 return ObjectStore.Staged(fd: t, name: "", tempName: name)
-            } catch where error == .fileExists {
+            } catch let error where error == .fileExists {
                 continue
             } catch {
                 throw .store(path: path, operation: .creatingTemporary, errno: error)
@@ -195,8 +198,10 @@ final class StoreDirectory: @unchecked Sendable {
     /// Copies `size` bytes of `source` into `object`: a reflink, else
     /// `copy_file_range`, else read and write (from where the latter
     /// stopped).
-    func copy(from source: FileDescriptor, to object: FileDescriptor, size: UInt64, sourcePath: FilePath,
-              scratch: UnsafeMutableRawBufferPointer) throws(Error) {
+    func copy(
+        from source: FileDescriptor, to object: FileDescriptor, size: UInt64, sourcePath: FilePath,
+        scratch: UnsafeMutableRawBufferPointer
+    ) throws(Error) {
         if (try? object.cloneContents(of: source)) != nil { return }
         var done: UInt64 = 0
         do { try source.seek(to: 0) } catch { throw .copy(source: sourcePath, errno: error) }
@@ -208,7 +213,9 @@ final class StoreDirectory: @unchecked Sendable {
                     done += UInt64(n)
                 } catch {
                     if error == .noFunction || error == .improperLink { copyFileRangeWorks.store(false, ordering: .relaxed) }
-                    if [.noFunction, .improperLink, .notSupported, .notPermitted, .invalidArgument, .badFileDescriptor].contains(error) { break }
+                    if [.noFunction, .improperLink, .notSupported, .notPermitted, .invalidArgument, .badFileDescriptor].contains(error) {
+                        break
+                    }
                     throw .copy(source: sourcePath, errno: error)
                 }
             }
@@ -265,7 +272,7 @@ final class StoreDirectory: @unchecked Sendable {
         do throws(Errno) {
             try area.renameNoReplace(hex, to: hex, in: fd)
             return true
-        } catch where error == .fileExists || error == .directoryNotEmpty || error == .invalidArgument {
+        } catch let error where error == .fileExists || error == .directoryNotEmpty || error == .invalidArgument {
             return false
         } catch {
             throw .store(path: shown(hex.bytes), operation: .linking, errno: error)
@@ -275,7 +282,7 @@ final class StoreDirectory: @unchecked Sendable {
     /// Makes the fan-out directory `first` unless it exists.
     func makeFanOut(_ first: UInt8) throws(Error) {
         let hex = Self.fanOutName(first)
-        do throws(Errno) { try fd.makeDirectory(hex, mode: 0o755) } catch where error != .fileExists {
+        do throws(Errno) { try fd.makeDirectory(hex, mode: 0o755) } catch let error where error != .fileExists {
             throw .store(path: shown(hex.bytes), operation: .creating, errno: error)
         } catch {}
     }
@@ -283,7 +290,7 @@ final class StoreDirectory: @unchecked Sendable {
     /// Names the object `name` (`xx/yyyy…`, durable) of a staging area
     /// by a link; a name that exists wins and must be the object.
     func name(_ name: FilePath, from area: FileDescriptor) throws(Error) {
-        do throws(Errno) { try area.link(name, to: name, in: fd) } catch where error == .fileExists {
+        do throws(Errno) { try area.link(name, to: name, in: fd) } catch let error where error == .fileExists {
             _ = try containsObject(name.bytes)
         } catch {
             throw .store(path: shown(name.bytes), operation: .linking, errno: error)
@@ -301,7 +308,7 @@ final class StoreDirectory: @unchecked Sendable {
     func makeStagingDirectory() throws(Error) -> (FilePath, FileDescriptor) {
         for _ in 0..<100 {
             let name = Self.temporaryName()
-            do { try fd.makeDirectory(name, mode: 0o700) } catch where error == .fileExists {
+            do { try fd.makeDirectory(name, mode: 0o700) } catch let error where error == .fileExists {
                 continue
             } catch {
                 throw .store(path: path, operation: .creatingTemporary, errno: error)
@@ -316,7 +323,8 @@ final class StoreDirectory: @unchecked Sendable {
             // A writer that opened the store just now may have taken it for
             // abandoned before the lock: then it is gone, try again.
             if let mine = try? area.stat(), let there = try? fd.stat(name),
-               mine.st_ino == there.st_ino && mine.st_dev == there.st_dev {
+                mine.st_ino == there.st_ino && mine.st_dev == there.st_dev
+            {
                 return (name, area)
             }
             try? area.close()
@@ -341,7 +349,8 @@ final class StoreDirectory: @unchecked Sendable {
         }
         defer { try? dir.close() }
         guard let names = try? FileDescriptor.open(".", .readOnly, options: [.directory], relativeTo: dir),
-              let all = try? entries(of: names) else { return }
+            let all = try? entries(of: names)
+        else { return }
         for n in all { try? dir.unlink(FilePath(bytes: n)) }
         try? parent.unlink(name, directory: true)
     }
@@ -354,13 +363,15 @@ final class StoreDirectory: @unchecked Sendable {
     /// are opened (never a device or a FIFO).
     func removeIfAbandoned(_ name: FilePath) -> Bool {
         guard let kind = try? fd.stat(name).st_mode & S_IFMT, kind == S_IFREG || kind == S_IFDIR,
-              let t = try? FileDescriptor.open(name, .readOnly, options: [.noFollow, .nonBlocking], relativeTo: fd) else { return false }
+            let t = try? FileDescriptor.open(name, .readOnly, options: [.noFollow, .nonBlocking], relativeTo: fd)
+        else { return false }
         defer { try? t.close() }
         guard (try? t.lock(exclusive: true, wait: false)) != nil, let st = try? t.stat() else { return false }
         if (st.st_mode & S_IFMT) != S_IFDIR { return (try? fd.unlink(name)) != nil }
         // A staging area: fan-out directories of objects.
         guard let names = try? FileDescriptor.open(".", .readOnly, options: [.directory], relativeTo: t),
-              let all = try? Self.entries(of: names) else { return false }
+            let all = try? Self.entries(of: names)
+        else { return false }
         for n in all { Self.empty(FilePath(bytes: n), in: t) }
         return (try? fd.unlink(name, directory: true)) != nil
     }
@@ -369,7 +380,7 @@ final class StoreDirectory: @unchecked Sendable {
     func removeObject(_ id: ObjectID) throws(Error) -> UInt64 {
         let name = FilePath(bytes: id.path)
         let size = status(name).map { UInt64($0.st_size) } ?? 0
-        do { try fd.unlink(name) } catch where error != .noSuchFileOrDirectory {
+        do { try fd.unlink(name) } catch let error where error != .noSuchFileOrDirectory {
             throw .store(path: shown(id.path), operation: .removing, errno: error)
         } catch {}
         return size

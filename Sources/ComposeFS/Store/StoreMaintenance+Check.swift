@@ -25,16 +25,17 @@ extension StoreMaintenance {
         public var isClean: Bool { bad.isEmpty && foreign.isEmpty && missing.allSatisfy(\.objects.isEmpty) }
     }
 
-
     /// Reads every object in full, on `threads` threads: its fs-verity
     /// digest must be its name (measured by the kernel and enforced on
     /// every read when fs-verity is on, computed otherwise). Reports names
     /// that are not objects and, for each image given, the objects it
     /// needs that are missing. `repair` (under the store's exclusive lock)
     /// moves bad objects aside. `progress` gets (objects, bytes) done.
-    public static func check(store path: FilePath, images: [FilePath] = [], repair: Bool = false,
-                             threads: Int = CurrentProcess.availableCPUs,
-                             progress: (@Sendable (Int, UInt64) -> Void)? = nil) throws(Error) -> Check {
+    public static func check(
+        store path: FilePath, images: [FilePath] = [], repair: Bool = false,
+        threads: Int = CurrentProcess.availableCPUs,
+        progress: (@Sendable (Int, UInt64) -> Void)? = nil
+    ) throws(Error) -> Check {
         let store: ObjectStore
         do { store = try ObjectStore(readingAt: path) } catch { throw .store(error) }
         var lock: ObjectStore.Lock? = nil
@@ -61,8 +62,10 @@ extension StoreMaintenance {
         return result
     }
 
-    static func verify(_ objects: [ObjectStore.Contents.Object], in store: ObjectStore, threads: Int,
-                       progress: (@Sendable (Int, UInt64) -> Void)?) -> [Check.Bad] {
+    static func verify(
+        _ objects: [ObjectStore.Contents.Object], in store: ObjectStore, threads: Int,
+        progress: (@Sendable (Int, UInt64) -> Void)?
+    ) -> [Check.Bad] {
         let workers = max(1, threads)
         let buffers = (0..<workers).map { _ in
             UncheckedSendable(UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096))
@@ -87,8 +90,10 @@ extension StoreMaintenance {
     }
 
     /// Why the object is bad, or nil when its contents are its name.
-    static func verify(_ id: ObjectID, in store: ObjectStore, buffer: UnsafeMutableRawBufferPointer,
-                       hasher: FsVerity.Hasher) -> String? {
+    static func verify(
+        _ id: ObjectID, in store: ObjectStore, buffer: UnsafeMutableRawBufferPointer,
+        hasher: FsVerity.Hasher
+    ) -> String? {
         let fd: FileDescriptor
         do { fd = try store.directory.openObject(id) } catch {
             return "cannot open: \(error)"
@@ -104,7 +109,7 @@ extension StoreMaintenance {
         // block against the digest as it reads; without, it is hashed here.
         let actual: [UInt8]
         do { actual = try FsVerity.digest(fd: fd, buffer: buffer, hasher: hasher) } catch {
-            if case let .io(_, e) = error { return "cannot read: \(e)" }
+            if case .io(_, let e) = error { return "cannot read: \(e)" }
             return "cannot read"
         }
         if case .digest = measured { return nil }

@@ -28,13 +28,15 @@ extension StoreMaintenance {
     /// killed half way leaves a store the next run finishes). Nothing is
     /// followed out of the store; anything that is not an object is
     /// reported and left alone. `dryRun` removes nothing.
-    public static func collectGarbage(store path: FilePath, roots: [FilePath], dryRun: Bool = false,
-                                      wait: Bool = true) throws(Error) -> Collection {
+    public static func collectGarbage(
+        store path: FilePath, roots: [FilePath], dryRun: Bool = false,
+        wait: Bool = true
+    ) throws(Error) -> Collection {
         let store: ObjectStore
         do { store = try ObjectStore(readingAt: path) } catch { throw .store(error) }
         let lock: ObjectStore.Lock
         do { lock = try ObjectStore.Lock(store: store.path, .exclusive, wait: wait) } catch {
-            if case let .store(_, .locking, e) = error, e == .wouldBlock { throw .busy(store: path) }
+            if case .store(_, .locking, let e) = error, e == .wouldBlock { throw .busy(store: path) }
             throw .store(error)
         }
         defer { withExtendedLifetime(lock) {} }

@@ -13,9 +13,9 @@ public enum StoreMaintenance {
         public var description: String {
             switch self {
             case .store(let e): "\(e)"
-            case let .image(path, e): "cannot read image \(path): \(e)"
-            case let .access(path, e): "\(path): \(e)"
-            case let .busy(store): "\(store) is in use (a writer holds its lock); not waiting"
+            case .image(let path, let e): "cannot read image \(path): \(e)"
+            case .access(let path, let e): "\(path): \(e)"
+            case .busy(let store): "\(store) is in use (a writer holds its lock); not waiting"
             }
         }
     }
@@ -75,7 +75,8 @@ public enum StoreMaintenance {
                         if (tst.st_mode & S_IFMT) == S_IFREG && isImage(path) {
                             roots.images.append(path)
                         } else {
-                            roots.skipped.append((path, (tst.st_mode & S_IFMT) == S_IFDIR ? "symlink to a directory" : "not a composefs image"))
+                            roots.skipped.append(
+                                (path, (tst.st_mode & S_IFMT) == S_IFDIR ? "symlink to a directory" : "not a composefs image"))
                         }
                     } else {
                         roots.skipped.append((path, "dangling symlink"))
@@ -105,7 +106,10 @@ public enum StoreMaintenance {
         let size: Int
         do throws(Errno) {
             fd = try .open(image, .readOnly)
-            do { size = Int(try fd.stat().st_size) } catch { try? fd.close(); throw error }
+            do { size = Int(try fd.stat().st_size) } catch {
+                try? fd.close()
+                throw error
+            }
         } catch {
             throw .access(path: image, errno: error)
         }
@@ -116,7 +120,8 @@ public enum StoreMaintenance {
         do {
             try ImageReader.walk(reader) { entry in
                 if entry.hardlinkTarget == nil, entry.node.fileType == .regular,
-                   let p = entry.node.payload, let id = ObjectID(path: p) {
+                    let p = entry.node.payload, let id = ObjectID(path: p)
+                {
                     out.insert(id)
                 }
             }
@@ -129,7 +134,8 @@ public enum StoreMaintenance {
     /// `objects(of:)` of every image, on up to `threads` threads; the
     /// first error (in image order) is thrown.
     public static func objects(of images: [FilePath], threads: Int = CurrentProcess.availableCPUs)
-        throws(Error) -> [Set<ObjectID>] {
+        throws(Error) -> [Set<ObjectID>]
+    {
         let results = Locked<[Result<Set<ObjectID>, Error>?]>(Array(repeating: nil, count: images.count))
         Parallel.forEach(count: images.count, threads: threads) { i, _ in
             let r: Result<Set<ObjectID>, Error>

@@ -12,9 +12,9 @@ public struct ByteReader {
 
         public var description: String {
             switch self {
-            case let .outOfBounds(offset, length, size):
+            case .outOfBounds(let offset, let length, let size):
                 "read of \(length) bytes at offset \(offset) is past the end of the image (\(size) bytes)"
-            case let .io(offset, e):
+            case .io(let offset, let e):
                 "read at offset \(offset) failed: \(e)"
             }
         }

@@ -89,7 +89,6 @@ func hexValue(_ c: UInt8) -> UInt8? {
 @inlinable
 func roundUp(_ x: Int, _ a: Int) -> Int { (x + a - 1) & ~(a - 1) }
 
-
 extension String {
     /// A byte string shown to a person (invalid UTF-8 repaired).
     init(bytes: [UInt8]) { self = String(decoding: bytes, as: UTF8.self) }

@@ -33,8 +33,8 @@ public final class OutputFile {
 
         public var description: String {
             switch self {
-            case let .open(path, e): "failed to open output file \(path): \(e)"
-            case let .write(path, e): "cannot write file \(path): \(e)"
+            case .open(let path, let e): "failed to open output file \(path): \(e)"
+            case .write(let path, let e): "cannot write file \(path): \(e)"
             }
         }
     }
@@ -109,7 +109,7 @@ public final class OutputFile {
                 if let existing, Self.stickyForbidsReplacing(existing, in: final.directory) { throw Errno.notPermitted }
                 (fd, temporary) = try Self.createTemporary(beside: final, like: existing)
                 target = .replacedFile(final)
-            } catch where existing != nil && Self.refusedDirectory.contains(error) {
+            } catch let error where existing != nil && Self.refusedDirectory.contains(error) {
                 target = .fileInPlace
                 fd = try Self.openInPlace(path)
                 restoreLength = 0
@@ -166,7 +166,7 @@ public final class OutputFile {
     }
 
     private func syncInPlace(_ fd: FileDescriptor) throws(Error) {
-        do { try fd.sync() } catch where error != .invalidArgument {
+        do { try fd.sync() } catch let error where error != .invalidArgument {
             throw .write(path: path, errno: error)
         } catch {}
     }
@@ -204,7 +204,7 @@ public final class OutputFile {
         var current = path
         for _ in 0..<40 {   // the kernel's limit on links followed (MAXSYMLINKS)
             let st: stat
-            do { st = try cwd.stat(current) } catch where error == .noSuchFileOrDirectory {
+            do { st = try cwd.stat(current) } catch let error where error == .noSuchFileOrDirectory {
                 // A new file; a trailing slash asks for a directory.
                 if current.bytes.last == UInt8(ascii: "/") { throw Errno.isDirectory }
                 return .regular(current, nil)
@@ -278,9 +278,10 @@ public final class OutputFile {
         do {
             let fd = try FileDescriptor.open(path, .writeOnly, options: [.create, .truncate])
             return (fd, isRegularFile(fd) ? 0 : nil)
-        } catch where [.permissionDenied, .notPermitted, .noSuchAddressOrDevice, .readOnlyFileSystem].contains(error) {
+        } catch let error where [.permissionDenied, .notPermitted, .noSuchAddressOrDevice, .readOnlyFileSystem].contains(error) {
             guard let own = ownDescriptor(link), let flags = try? own.statusFlags(),
-                  flags & O_ACCMODE == O_WRONLY || flags & O_ACCMODE == O_RDWR else { throw .open(path: path, errno: error) }
+                flags & O_ACCMODE == O_WRONLY || flags & O_ACCMODE == O_RDWR
+            else { throw .open(path: path, errno: error) }
             do {
                 let fd = try own.duplicate()
                 return (fd, writingStart(fd))
@@ -298,7 +299,8 @@ public final class OutputFile {
         for prefix in ["/proc/self/fd/", "/dev/fd/", "/proc/\(CurrentProcess.id)/fd/"] {
             let p = Array(prefix.utf8)
             guard path.bytes.starts(with: p), let n = Int32(String(decoding: path.bytes.dropFirst(p.count), as: UTF8.self)),
-                  n >= 0 else { continue }
+                n >= 0
+            else { continue }
             return FileDescriptor(rawValue: n)
         }
         return nil
@@ -316,7 +318,7 @@ public final class OutputFile {
         do {
             fd = try FileDescriptor.open(final.directory, .writeOnly, options: [.temporaryFile], permissions: 0o666)
             name = nil
-        } catch where error == .notSupported || error == .isDirectory || error == .invalidArgument {
+        } catch let error where error == .notSupported || error == .isDirectory || error == .invalidArgument {
             (fd, name) = try createNamed(beside: final)
         }
         if let existing {
@@ -337,7 +339,7 @@ public final class OutputFile {
             let name = temporaryName(beside: final)
             do {
                 return (try FileDescriptor.open(name, .writeOnly, options: [.create, .exclusiveCreate], permissions: 0o666), name)
-            } catch where error == .fileExists {
+            } catch let error where error == .fileExists {
                 continue
             }
         }
@@ -351,7 +353,7 @@ public final class OutputFile {
             do {
                 try fd.link(as: name, in: nil)
                 return name
-            } catch where error == .fileExists {
+            } catch let error where error == .fileExists {
                 continue
             }
         }
@@ -361,7 +363,8 @@ public final class OutputFile {
     /// `.NAME.XXXXXXXX.tmp` next to `path`.
     static func temporaryName(beside path: FilePath) -> FilePath {
         let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
-        let name = [UInt8(ascii: ".")] + path.lastComponent + [UInt8(ascii: ".")]
+        let name =
+            [UInt8(ascii: ".")] + path.lastComponent + [UInt8(ascii: ".")]
             + (0..<8).map { _ in letters.randomElement()! } + Array(".tmp".utf8)
         let slash = path.bytes.lastIndex(of: UInt8(ascii: "/"))
         return FilePath(bytes: slash.map { Array(path.bytes[...$0]) + name } ?? name)

@@ -59,10 +59,12 @@ final class SystemThread: @unchecked Sendable {
     /// Starts `body` on a new thread; EAGAIN and the like when none is to be had.
     init(_ body: @escaping () -> Void) throws(Errno) {
         let job = Unmanaged.passRetained(Job(body)).toOpaque()
-        let rc = pthread_create(&thread, nil, { context in
-            Unmanaged<Job>.fromOpaque(context!).takeRetainedValue().work()
-            return nil
-        }, job)
+        let rc = pthread_create(
+            &thread, nil,
+            { context in
+                Unmanaged<Job>.fromOpaque(context!).takeRetainedValue().work()
+                return nil
+            }, job)
         guard rc == 0 else {
             Unmanaged<Job>.fromOpaque(job).release()
             throw Errno(rc)

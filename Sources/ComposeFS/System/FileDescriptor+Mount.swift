@@ -60,9 +60,10 @@ extension FileDescriptor {
     /// `open_tree(OPEN_TREE_CLONE)`: a detached copy of the mount at `path`.
     public static func cloneMount(at path: FilePath) throws(Errno) -> FileDescriptor {
         try SystemFaults.check(.mount, path, nil)
-        return FileDescriptor(rawValue: try path.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
-            try retrying { cfs_open_tree_clone(p) }
-        })
+        return FileDescriptor(
+            rawValue: try path.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
+                try retrying { cfs_open_tree_clone(p) }
+            })
     }
 
     /// `setns(CLONE_NEWNS)` into the mount namespace this descriptor names
@@ -93,8 +94,10 @@ public enum MountNamespace {
 
     /// `mount(2)` of an overlay at `target` with an option string (`silent`:
     /// no kernel log for a refusal the caller expects).
-    public static func mountOverlay(source: String, at target: FilePath, readOnly: Bool, silent: Bool,
-                                    options: [UInt8]) throws(Errno) {
+    public static func mountOverlay(
+        source: String, at target: FilePath, readOnly: Bool, silent: Bool,
+        options: [UInt8]
+    ) throws(Errno) {
         try SystemFaults.check(.mount, target, nil)
         _ = try target.withCString { (t: UnsafePointer<CChar>) throws(Errno) in
             try options.withCString { (d: UnsafePointer<CChar>) throws(Errno) in

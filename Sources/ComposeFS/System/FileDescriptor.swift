@@ -57,8 +57,10 @@ public struct FileDescriptor: Hashable, Sendable {
 
     /// `openat(2)`; `relativeTo` nil means the working directory.
     /// `permissions` (before the umask) apply to a file it creates.
-    public static func open(_ path: FilePath, _ mode: AccessMode, options: OpenOptions = [], permissions: mode_t = 0o666,
-                            relativeTo dir: FileDescriptor? = nil) throws(Errno) -> FileDescriptor {
+    public static func open(
+        _ path: FilePath, _ mode: AccessMode, options: OpenOptions = [], permissions: mode_t = 0o666,
+        relativeTo dir: FileDescriptor? = nil
+    ) throws(Errno) -> FileDescriptor {
         try SystemFaults.check(.open, path, dir)
         let fd = try path.withCString { (p: UnsafePointer<CChar>) throws(Errno) in
             try retrying { openat(dir?.rawValue ?? AT_FDCWD, p, mode.rawValue | options.rawValue | O_CLOEXEC, permissions) }
@@ -95,7 +97,9 @@ public struct FileDescriptor: Hashable, Sendable {
         let fd = FileDescriptor(rawValue: try retrying { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
         // Not retried: a connect interrupted goes on in the background.
         let rc = withUnsafePointer(to: &address) { a in
-            a.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            a.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard rc == 0 else {
             let e = Errno.current

@@ -62,7 +62,8 @@ extension Array where Element == UInt8 {
     /// (no copy when there is room; a NUL inside cuts the string, as C does).
     func withCString<R, E: Swift.Error>(_ body: (UnsafePointer<CChar>) throws(E) -> R) throws(E) -> R {
         let n = count
-        return try withUnsafeTemporaryAllocation(of: CChar.self, capacity: n + 1) { (buf: UnsafeMutableBufferPointer<CChar>) throws(E) -> R in
+        return try withUnsafeTemporaryAllocation(of: CChar.self, capacity: n + 1) {
+            (buf: UnsafeMutableBufferPointer<CChar>) throws(E) -> R in
             withUnsafeBytes { raw in
                 if n > 0 { UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: raw.baseAddress!, byteCount: n) }
             }

@@ -53,7 +53,8 @@ enum Xattrs {
     private static func list(_ source: Source, into buffer: inout [CChar]) throws(Errno) -> Int {
         try SystemFaults.check(.listXattrs, source.path)
         return try withMutableBytes(&buffer) { (b: UnsafeMutableRawBufferPointer) throws(Errno) -> Int in
-            let base = b.baseAddress?.assumingMemoryBound(to: CChar.self), count = b.count
+            let base = b.baseAddress?.assumingMemoryBound(to: CChar.self)
+            let count = b.count
             switch source {
             case .descriptor(let fd):
                 return try FileDescriptor.retrying { flistxattr(fd.rawValue, base, count) }

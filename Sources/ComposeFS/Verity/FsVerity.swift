@@ -14,7 +14,7 @@ public enum FsVerity {
 
         public var description: String {
             switch self {
-            case let .io(path, e): "\(path): \(e)"
+            case .io(let path, let e): "\(path): \(e)"
             }
         }
     }
@@ -35,15 +35,19 @@ public enum FsVerity {
 
     /// Digest of `fd` read through a caller's scratch buffer (reused across
     /// files by the parallel scanners).
-    public static func digest(fd: FileDescriptor, path: FilePath = "", buffer buf: UnsafeMutableRawBufferPointer,
-                              hasher: Hasher = Hasher()) throws(Error) -> [UInt8] {
+    public static func digest(
+        fd: FileDescriptor, path: FilePath = "", buffer buf: UnsafeMutableRawBufferPointer,
+        hasher: Hasher = Hasher()
+    ) throws(Error) -> [UInt8] {
         try digestAndLength(fd: fd, path: path, buffer: buf, hasher: hasher).digest
     }
 
     /// The digest of what `fd` holds now, and how many bytes that was (a
     /// file may change after it was listed).
-    public static func digestAndLength(fd: FileDescriptor, path: FilePath = "", buffer buf: UnsafeMutableRawBufferPointer,
-                                       hasher: Hasher = Hasher()) throws(Error) -> (digest: [UInt8], length: UInt64) {
+    public static func digestAndLength(
+        fd: FileDescriptor, path: FilePath = "", buffer buf: UnsafeMutableRawBufferPointer,
+        hasher: Hasher = Hasher()
+    ) throws(Error) -> (digest: [UInt8], length: UInt64) {
         let h = hasher
         h.reset()
         var offset = 0
@@ -174,8 +178,9 @@ public enum FsVerity {
         /// Zero-pads and hashes a partial block of `level`.
         private func flush(_ level: Int) {
             guard fill[level] > 0 else { return }
-            (block(level) + fill[level]).initializeMemory(as: UInt8.self, repeating: 0,
-                                                          count: FsVerity.blockSize - fill[level])
+            (block(level) + fill[level]).initializeMemory(
+                as: UInt8.self, repeating: 0,
+                count: FsVerity.blockSize - fill[level])
             fill[level] = 0
             hash(block(level), into: level + 1)
         }
@@ -193,16 +198,16 @@ public enum FsVerity {
                 root = Array(UnsafeRawBufferPointer(start: block(level), count: FsVerity.digestSize))
             }
             var desc = ByteWriter(capacity: 256)
-            desc.u8(1)                 // 0: version
-            desc.u8(1)                 // 1: hash algorithm SHA-256
-            desc.u8(12)                // 2: log2 block size
-            desc.u8(0)                 // 3: salt size
-            desc.u32(0)                // 4: reserved (signature size)
-            desc.u64(total)            // 8: data size
-            desc.append(root)          // 16: root hash (64 bytes)
+            desc.u8(1)   // 0: version
+            desc.u8(1)   // 1: hash algorithm SHA-256
+            desc.u8(12)   // 2: log2 block size
+            desc.u8(0)   // 3: salt size
+            desc.u32(0)   // 4: reserved (signature size)
+            desc.u64(total)   // 8: data size
+            desc.append(root)   // 16: root hash (64 bytes)
             desc.zeros(32)
-            desc.zeros(32)             // 80: salt
-            desc.zeros(144)            // 112: reserved
+            desc.zeros(32)   // 80: salt
+            desc.zeros(144)   // 112: reserved
             var out = [UInt8](repeating: 0, count: FsVerity.digestSize)
             let d = desc.finish()
             d.withUnsafeBytes { b in

@@ -33,13 +33,14 @@ public enum DirectoryScanner {
 
         public var description: String {
             switch self {
-            case let .access(p, e): "error accessing \(p): \(e)"
-            case let .invalidOptions(source): "error accessing \(source): \(Errno.invalidArgument) (skipping xattrs and reading only user xattrs, together)"
-            case let .xattr(p, e): "error accessing \(p): \(Errno.outOfRange) (\(e))"
-            case let .changed(p, want, got):
+            case .access(let p, let e): "error accessing \(p): \(e)"
+            case .invalidOptions(let source):
+                "error accessing \(source): \(Errno.invalidArgument) (skipping xattrs and reading only user xattrs, together)"
+            case .xattr(let p, let e): "error accessing \(p): \(Errno.outOfRange) (\(e))"
+            case .changed(let p, let want, let got):
                 "error accessing \(p): file changed during the scan (\(want) bytes when listed, \(got) when read)"
-            case let .digest(p, e): "error computing digest: \(e) (\(p))"
-            case let .store(e): "cannot fill store: \(e)"
+            case .digest(let p, let e): "error computing digest: \(e) (\(p))"
+            case .store(let e): "cannot fill store: \(e)"
             }
         }
     }
@@ -69,7 +70,8 @@ public enum DirectoryScanner {
     /// so garbage collection cannot remove them meanwhile
     /// (`ObjectStore.Lock`).
     public static func scanHoldingStore(_ source: FilePath, options: Options = Options()) throws(Error)
-        -> (root: Node, storeLock: ObjectStore.Lock?) {
+        -> (root: Node, storeLock: ObjectStore.Lock?)
+    {
         if options.skipXattrs && options.userXattrsOnly { throw .invalidOptions(source: source) }
         var scanner = try Scanner(source: source, options: options)
         defer { try? scanner.root?.close() }
@@ -159,12 +161,16 @@ public enum DirectoryScanner {
         /// One directory: its xattrs, then a node for each entry, added to
         /// `dir`. Subdirectories and regular files with data are passed to
         /// `found` with their paths (their contents come later).
-        func scanDirectory(_ dir: Node, rel: [UInt8], under root: FileDescriptor,
-                           found: (Node, [UInt8]) -> Void) throws(Error) {
+        func scanDirectory(
+            _ dir: Node, rel: [UInt8], under root: FileDescriptor,
+            found: (Node, [UInt8]) -> Void
+        ) throws(Error) {
             let shown = display(rel)
             let dfd: FileDescriptor
             do {
-                dfd = rel.isEmpty ? try root.duplicate()
+                dfd =
+                    rel.isEmpty
+                    ? try root.duplicate()
                     : try DirectoryScanner.open(rel, under: root, options: [.directory, .noFollow])
             } catch {
                 throw .access(path: shown, errno: error)
@@ -189,8 +195,10 @@ public enum DirectoryScanner {
         /// symlink's target; its xattrs unless it is a directory or a file
         /// with data (read later, from their descriptors). Nil for a device
         /// left out by `skipDevices`.
-        func entryNode(_ name: [UInt8], in dfd: FileDescriptor, shown: FilePath,
-                       linkBuffer: inout [UInt8]) throws(Error) -> Node? {
+        func entryNode(
+            _ name: [UInt8], in dfd: FileDescriptor, shown: FilePath,
+            linkBuffer: inout [UInt8]
+        ) throws(Error) -> Node? {
             let local = FilePath(bytes: name)
             let st: stat
             do { st = try dfd.stat(local) } catch { throw .access(path: shown, errno: error) }
@@ -252,8 +260,9 @@ public enum DirectoryScanner {
         var segment: [UInt8] = []
         for (k, part) in parts.enumerated() {
             if !segment.isEmpty && segment.count + 1 + part.count >= limit {
-                let next = try FileDescriptor.open(FilePath(bytes: segment), .readOnly, options: [.path, .directory, .noFollow],
-                                                   relativeTo: fd)
+                let next = try FileDescriptor.open(
+                    FilePath(bytes: segment), .readOnly, options: [.path, .directory, .noFollow],
+                    relativeTo: fd)
                 if fd != dir { try? fd.close() }
                 fd = next
                 segment = []

@@ -147,12 +147,13 @@ extension DirectoryScanner {
             } else {
                 let count: UInt64
                 do throws(FsVerity.Error) {
-                    (digest, count) = try FsVerity.digestAndLength(fd: fd, path: shown,
-                                                                   buffer: UnsafeMutableRawBufferPointer(rebasing: buf[0..<(1 << 20)]),
-                                                                   hasher: hasher)
+                    (digest, count) = try FsVerity.digestAndLength(
+                        fd: fd, path: shown,
+                        buffer: UnsafeMutableRawBufferPointer(rebasing: buf[0..<(1 << 20)]),
+                        hasher: hasher)
                 } catch {
                     switch error {
-                    case let .io(path, e): throw .digest(path: path, errno: e)
+                    case .io(let path, let e): throw .digest(path: path, errno: e)
                     }
                 }
                 guard count == node.size else { throw .changed(path: shown, expected: node.size, found: count) }
@@ -165,9 +166,10 @@ extension DirectoryScanner {
                 if let contents {
                     try store.insert(contents: contents, digest: digest)
                 } else {
-                    try store.insert(source: fd, sourcePath: shown, digest: digest, size: node.size,
-                                     scratch: UnsafeMutableRawBufferPointer(rebasing: buf[0..<(1 << 20)]),
-                                     hasher: hasher)
+                    try store.insert(
+                        source: fd, sourcePath: shown, digest: digest, size: node.size,
+                        scratch: UnsafeMutableRawBufferPointer(rebasing: buf[0..<(1 << 20)]),
+                        hasher: hasher)
                 }
             } catch {
                 throw .store(error)

@@ -59,9 +59,9 @@ public final class TarLayer {
 
         public var description: String {
             switch self {
-            case let .tar(e): "\(e)"
-            case let .entry(source, path, reason): "\(source): \(String(bytes: path)): \(reason)"
-            case let .store(source, path, e): "\(source): \(String(bytes: path)): cannot fill store: \(e)"
+            case .tar(let e): "\(e)"
+            case .entry(let source, let path, let reason): "\(source): \(String(bytes: path)): \(reason)"
+            case .store(let source, let path, let e): "\(source): \(String(bytes: path)): cannot fill store: \(e)"
             case .overlayNeedsOneLayer: "overlay whiteouts can be kept for exactly one layer"
             }
         }
@@ -246,9 +246,17 @@ public final class TarLayer {
             var node = tree
             var found = true
             for (i, part) in parts.enumerated() {
-                guard let next = node.child(named: part) else { found = false; break }
+                guard let next = node.child(named: part) else {
+                    found = false
+                    break
+                }
                 if i < parts.count - 1 && !next.isDirectory {
-                    if next.fileType == .symlink { throw fail(entry, "cannot link through the symbolic link '\(String(bytes: Array(parts[0...i].joined(separator: [UInt8(ascii: "/")]))))'") }
+                    if next.fileType == .symlink {
+                        throw fail(
+                            entry,
+                            "cannot link through the symbolic link '\(String(bytes: Array(parts[0...i].joined(separator: [UInt8(ascii: "/")]))))'"
+                        )
+                    }
                     found = false
                     break
                 }
@@ -302,7 +310,9 @@ public final class TarLayer {
         case .symlink:
             let target = entry.symlink ?? []
             guard !target.isEmpty else { throw fail(entry, "symbolic link with an empty target") }
-            guard target.count < Node.maxPathLength else { throw fail(entry, "symbolic link target of \(target.count) bytes (the limit is \(Node.maxPathLength - 1))") }
+            guard target.count < Node.maxPathLength else {
+                throw fail(entry, "symbolic link target of \(target.count) bytes (the limit is \(Node.maxPathLength - 1))")
+            }
             node.mode = type.rawValue | 0o777   // what lstat shows for any symlink
             node.payload = target
             node.size = UInt64(target.count)

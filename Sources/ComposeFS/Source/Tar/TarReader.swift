@@ -22,11 +22,11 @@ public final class TarReader {
 
         public var description: String {
             switch self {
-            case let .open(source, e): "cannot open '\(source)': \(e)"
-            case let .header(source, offset, after?, message):
+            case .open(let source, let e): "cannot open '\(source)': \(e)"
+            case .header(let source, let offset, let after?, let message):
                 "\(source): at offset \(offset) (after '\(String(bytes: after))'): \(message)"
-            case let .header(source, offset, nil, message): "\(source): at offset \(offset): \(message)"
-            case let .data(source, entry, message): "\(source): \(String(bytes: entry)): \(message)"
+            case .header(let source, let offset, nil, let message): "\(source): at offset \(offset): \(message)"
+            case .data(let source, let entry, let message): "\(source): \(String(bytes: entry)): \(message)"
             }
         }
     }
@@ -139,8 +139,9 @@ public final class TarReader {
             permissions: UInt32(archive_entry_perm(e)) & 0o7777,
             uid: archive_entry_uid(e),
             gid: archive_entry_gid(e),
-            mtime: Timespec(seconds: Int64(archive_entry_mtime(e)),
-                            nanoseconds: UInt32(clamping: archive_entry_mtime_nsec(e))),
+            mtime: Timespec(
+                seconds: Int64(archive_entry_mtime(e)),
+                nanoseconds: UInt32(clamping: archive_entry_mtime_nsec(e))),
             size: archive_entry_size(e),
             deviceMajor: UInt64(archive_entry_rdevmajor(e)),
             deviceMinor: UInt64(archive_entry_rdevminor(e)),
