@@ -13,6 +13,11 @@
 #include <sys/syscall.h>
 #include <sys/mount.h>
 #include <sys/vfs.h>
+#include <sys/socket.h>
+#include <syslog.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <linux/fuse.h>
 
 int cfs_measure_verity(int fd, uint8_t *digest, size_t capacity, uint16_t *algorithm) {
     union {
@@ -179,4 +184,88 @@ int cfs_loop_configure(int loopfd, int filefd, const char *name) {
 
 int cfs_setns_mount(int nsfd) {
     return setns(nsfd, CLONE_NEWNS);
+}
+
+int cfs_recv_fd(int sock) {
+    char byte;
+    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    memset(&control, 0, sizeof(control));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return -1;
+    if (n == 0) {
+        errno = ECONNRESET;
+        return -1;
+    }
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    if (cmsg == NULL || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS ||
+        cmsg->cmsg_len != CMSG_LEN(sizeof(int))) {
+        errno = EPROTO;
+        return -1;
+    }
+    int fd;
+    memcpy(&fd, CMSG_DATA(cmsg), sizeof(fd));
+    return fd;
+}
+
+int cfs_fuse_clone(int newfd, int session) {
+    uint32_t s = (uint32_t)session;
+    return ioctl(newfd, FUSE_DEV_IOC_CLONE, &s);
+}
+
+void cfs_syslog(const char *ident, int priority, const char *message) {
+    openlog(ident, LOG_PID, LOG_DAEMON);
+    syslog(priority, "%s", message);
+}
+
+static int cfs_compare_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+int cfs_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+              int in, int out, int err, const int *keep, int keep_count) {
+    posix_spawn_file_actions_t actions;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0)
+        return rc;
+    int stdio[3] = {in, out, err};
+    for (int target = 0; target < 3 && rc == 0; target++)
+        if (stdio[target] >= 0)
+            rc = posix_spawn_file_actions_adddup2(&actions, stdio[target], target);
+    /* Close the gaps between the kept descriptors (sorted), then all
+       above the last: nothing else of this process leaks into the child,
+       close-on-exec or not. */
+    int sorted[64];
+    if (keep_count < 0 || keep_count > 64) {
+        posix_spawn_file_actions_destroy(&actions);
+        return EINVAL;
+    }
+    for (int i = 0; i < keep_count; i++)
+        sorted[i] = keep[i];
+    qsort(sorted, (size_t)keep_count, sizeof(int), cfs_compare_int);
+    int next = 3;
+    for (int i = 0; i < keep_count && rc == 0; i++) {
+        for (int fd = next; fd < sorted[i] && rc == 0; fd++)
+            if (fcntl(fd, F_GETFD) >= 0)
+                rc = posix_spawn_file_actions_addclose(&actions, fd);
+        if (sorted[i] >= next)
+            next = sorted[i] + 1;
+    }
+    if (rc == 0)
+        rc = posix_spawn_file_actions_addclosefrom_np(&actions, next);
+    if (rc == 0)
+        rc = posix_spawn(pid, path, &actions, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc;
 }

@@ -28,7 +28,7 @@ enum Tools {
         let fm = FileManager.default
         guard let found = candidates.first(where: { fm.isExecutableFile(atPath: $0.appendingPathComponent("composefs").path) })
         else { return nil }
-        for tool in ["mkcomposefs", "composefs-info", "mount.composefs", "composefs-store"] {
+        for tool in ["mkcomposefs", "composefs-info", "mount.composefs", "composefs-store", "composefs-fuse", "composefs-dump"] {
             let link = found.appendingPathComponent(tool).path
             if (try? fm.destinationOfSymbolicLink(atPath: link)) != "composefs" {
                 try? fm.removeItem(atPath: link)
@@ -54,29 +54,28 @@ enum Tools {
         let bin = try #require(directory, "mkcomposefs and composefs-info not found next to the test bundle")
         let io = try TemporaryDirectory()
         defer { io.remove() }
-        let process = Process()
-        process.executableURL = tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : URL(fileURLWithPath: bin).appendingPathComponent(tool)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "CFS_PARSE_STRICT")
-        env.merge(environment) { $1 }
-        process.environment = env
+        let executable = tool.hasPrefix("/") ? tool : bin + "/" + tool
+        var env: [String: String?] = ["CFS_PARSE_STRICT": nil]
+        env.merge(environment.mapValues { $0 }) { $1 }
         let outPath = try io.write("stdout", [])
         let errPath = try io.write("stderr", [])
         let inPath = try io.write("stdin", stdin ?? [])
-        let outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        let inHandle = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
-        process.standardOutput = outHandle
-        process.standardError = errHandle
-        process.standardInput = inHandle
-        try process.run()
-        process.waitUntilExit()
-        try outHandle.close()
-        try errHandle.close()
-        try inHandle.close()
+        // Our own spawn, not Foundation's Process: nothing of this process
+        // but the three files reaches the tool (Process leaves a socket
+        // open in it, and waits until every holder closes it: a daemon
+        // would never be seen to exit).
+        let input = try FileDescriptor.open(FilePath(inPath), .readOnly)
+        defer { try? input.close() }
+        let output = try FileDescriptor.open(FilePath(outPath), .writeOnly)
+        defer { try? output.close() }
+        let error = try FileDescriptor.open(FilePath(errPath), .writeOnly)
+        defer { try? error.close() }
+        let process = try Subprocess.spawn(
+            FilePath(executable), [executable] + arguments, environment: env,
+            standardInput: input, standardOutput: output, standardError: error)
+        let status = try process.wait()
         return Result(
-            status: process.terminationStatus,
+            status: status,
             stdout: [UInt8](try Data(contentsOf: URL(fileURLWithPath: outPath))),
             stderr: [UInt8](try Data(contentsOf: URL(fileURLWithPath: errPath))))
     }

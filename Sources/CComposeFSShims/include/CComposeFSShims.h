@@ -54,4 +54,22 @@ int cfs_mount_overlay_legacy(const char *source, const char *target, int readonl
 int cfs_loop_get_free(int controlfd);
 int cfs_loop_configure(int loopfd, int filefd, const char *name);
 
+/// recvmsg(2) of one byte carrying one descriptor (SCM_RIGHTS): the
+/// descriptor, or -1 with errno (ECONNRESET at end of stream).
+int cfs_recv_fd(int sock);
+
+/// FUSE_DEV_IOC_CLONE: attach a new /dev/fuse descriptor to `session`'s
+/// connection. 0 or -1 with errno.
+int cfs_fuse_clone(int newfd, int session);
+
+/// syslog(LOG_DAEMON | priority, "%s", message) as `ident`.
+void cfs_syslog(const char *ident, int priority, const char *message);
+
+/// posix_spawn(3) of `path` with `argv`, `envp`: standard input, output
+/// and error from `in`, `out`, `err` when >= 0; every other descriptor
+/// from 3 on closed in the child unless listed in `keep` (`keep_count`
+/// entries). 0 or an errno value.
+int cfs_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+              int in, int out, int err, const int *keep, int keep_count);
+
 #endif

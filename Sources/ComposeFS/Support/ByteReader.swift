@@ -38,12 +38,26 @@ public struct ByteReader {
         size = data.count
     }
 
-    /// Reads `fd` (a regular file of `size` bytes) on demand.
-    public init(fd: FileDescriptor, size: Int) {
-        blocks = FileBlocks(fd: fd.rawValue, size: size)
+    /// Reads `fd` (a regular file of `size` bytes) on demand, through a
+    /// cache of `cacheBlocks` blocks of 4096 bytes.
+    public init(fd: FileDescriptor, size: Int, cacheBlocks: Int = 64) {
+        blocks = FileBlocks(fd: fd.rawValue, size: size, slots: cacheBlocks)
         owner = nil
         base = nil
         self.size = size
+    }
+
+    private init(base: UnsafeRawPointer?, owner: AnyObject?, blocks: FileBlocks?, size: Int) {
+        self.base = base
+        self.owner = owner
+        self.blocks = blocks
+        self.size = size
+    }
+
+    /// A reader of the same bytes that another thread may use: memory is
+    /// shared (it is never written), a file gets a cache of its own.
+    public func copy() -> ByteReader {
+        ByteReader(base: base, owner: owner, blocks: blocks.map { FileBlocks(fd: $0.fd, size: $0.size, slots: $0.slots) }, size: size)
     }
 
     /// Reads the whole of `fd` (`size` bytes) into memory now.
@@ -110,17 +124,18 @@ public struct ByteReader {
 /// A direct-mapped cache of 4096-byte blocks of a file, filled with pread.
 final class FileBlocks {
     static let blockSize = 4096
-    static let slots = 64
+    let slots: Int
     let fd: Int32
     let size: Int
     let cache: UnsafeMutableRawPointer
     @exclusivity(unchecked) var tags: [Int]
 
-    init(fd: Int32, size: Int) {
+    init(fd: Int32, size: Int, slots: Int = 64) {
         self.fd = fd
         self.size = size
-        cache = UnsafeMutableRawPointer.allocate(byteCount: Self.slots * Self.blockSize, alignment: 4096)
-        tags = [Int](repeating: -1, count: Self.slots)
+        self.slots = max(1, slots)
+        cache = UnsafeMutableRawPointer.allocate(byteCount: self.slots * Self.blockSize, alignment: 4096)
+        tags = [Int](repeating: -1, count: self.slots)
     }
 
     deinit { cache.deallocate() }
@@ -139,7 +154,7 @@ final class FileBlocks {
 
     /// The cached block holding `block`, read in if needed.
     private func block(_ block: Int) throws(ByteReader.Error) -> UnsafeMutableRawPointer {
-        let slot = block % Self.slots
+        let slot = block % slots
         let p = cache + slot * Self.blockSize
         if tags[slot] != block {
             tags[slot] = -1

@@ -89,4 +89,15 @@ public struct ByteWriter: ~Copyable {
     }
 
     public consuming func finish() -> [UInt8] { bytes }
+
+    /// The buffered bytes, without a copy, for the duration of `body`.
+    public func withUnsafeBytes<R, E: Swift.Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(start: base, count: used))
+    }
+
+    /// Empties the buffer (keeping its memory) and restarts the offset.
+    public mutating func removeAll() {
+        used = 0
+        drained = 0
+    }
 }

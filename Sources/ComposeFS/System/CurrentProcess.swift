@@ -5,7 +5,19 @@ import Glibc
 /// environment, CPUs and descriptor limit, and how it ends.
 public enum CurrentProcess {
     public static var effectiveUserID: uid_t { geteuid() }
+    public static var effectiveGroupID: gid_t { getegid() }
     public static var id: pid_t { getpid() }
+
+    /// Whether this process is in the initial user namespace (its uid map
+    /// is the identity over the whole range), where root may mount EROFS.
+    public static var isInInitialUserNamespace: Bool {
+        guard let fd = try? FileDescriptor.open("/proc/self/uid_map", .readOnly) else { return true }
+        defer { try? fd.close() }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = (try? withMutableBytes(&buffer) { (b: UnsafeMutableRawBufferPointer) throws(Errno) in try fd.readAll(into: b, at: 0) }) ?? 0
+        let fields = String(decoding: buffer[0..<n], as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+        return fields == ["0", "0", "4294967295"]
+    }
 
     /// An environment variable's value (as bytes become a String: lossy
     /// only for invalid UTF-8, which no variable read here carries).
@@ -18,6 +30,11 @@ public enum CurrentProcess {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// One line to the system log (LOG_DAEMON, error priority), as `ident`.
+    public static func logToSystem(_ ident: String, _ line: String) {
+        cfs_syslog(ident, 3, line)   // LOG_ERR
     }
 
     /// Ends the process with `status`, without unwinding.
@@ -51,13 +68,13 @@ extension FileDescriptor {
 }
 
 /// A thread of its own (a plain pthread: no pool, no runtime beyond libc),
-/// running `body` until `join()`.
-final class SystemThread: @unchecked Sendable {
+/// running `body`; `join()` waits for it.
+public final class SystemThread: @unchecked Sendable {
     private var thread = pthread_t()
     private var joined = false
 
     /// Starts `body` on a new thread; EAGAIN and the like when none is to be had.
-    init(_ body: @escaping () -> Void) throws(Errno) {
+    public init(_ body: @escaping () -> Void) throws(Errno) {
         let job = Unmanaged.passRetained(Job(body)).toOpaque()
         let rc = pthread_create(
             &thread, nil,
@@ -72,13 +89,14 @@ final class SystemThread: @unchecked Sendable {
     }
 
     /// Waits for the thread to end.
-    func join() {
+    public func join() {
         guard !joined else { return }
         joined = true
         pthread_join(thread, nil)
     }
 
-    deinit { join() }
+    /// A thread nobody joins runs on, detached.
+    deinit { if !joined { pthread_detach(thread) } }
 
     private final class Job: @unchecked Sendable {
         let work: () -> Void

@@ -41,4 +41,5 @@ public struct Errno: Swift.Error, Hashable, Sendable, CustomStringConvertible {
     public static let readOnlyFileSystem = Errno(Glibc.EROFS)
     public static let tooManySymbolicLinkLevels = Errno(ELOOP)
     public static let noSuchAddressOrDevice = Errno(ENXIO)
+    public static let protocolError = Errno(EPROTO)
 }

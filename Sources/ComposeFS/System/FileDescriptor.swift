@@ -164,6 +164,11 @@ public struct FileDescriptor: Hashable, Sendable {
         Int(try Self.retrying { lseek(rawValue, 0, SEEK_CUR) })
     }
 
+    /// `lseek(2)` with `whence` (`SEEK_DATA`, `SEEK_HOLE`, …): the new offset.
+    public func seek(offset: Int64, whence: Int32) throws(Errno) -> Int64 {
+        Int64(try Self.retrying { lseek(rawValue, off_t(offset), whence) })
+    }
+
     public func seek(to offset: Int) throws(Errno) {
         _ = try Self.retrying { lseek(rawValue, off_t(offset), SEEK_SET) }
     }

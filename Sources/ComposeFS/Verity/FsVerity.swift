@@ -175,6 +175,23 @@ public enum FsVerity {
             }
         }
 
+        /// A data block's hash computed elsewhere (SHA-256 of the block,
+        /// zero-padded when it is the last, partial one), standing for
+        /// `dataBytes` bytes of data: the tree above it is built as
+        /// `update` would build it. Not to be mixed with `update`.
+        func appendLeaf(_ leaf: UnsafeRawPointer, dataBytes: Int) {
+            precondition(fill[0] == 0, "appendLeaf after a partial update")
+            total += UInt64(dataBytes)
+            if top < 1 { top = 1 }
+            (block(1) + fill[1]).copyMemory(from: leaf, byteCount: FsVerity.digestSize)
+            fill[1] += FsVerity.digestSize
+            produced[1] += 1
+            if fill[1] == FsVerity.blockSize {
+                fill[1] = 0
+                hash(block(1), into: 2)
+            }
+        }
+
         /// Zero-pads and hashes a partial block of `level`.
         private func flush(_ level: Int) {
             guard fill[level] > 0 else { return }
