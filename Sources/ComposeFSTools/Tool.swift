@@ -71,7 +71,9 @@ extension Tool {
 /// (`mkcomposefs`, `composefs-info`, `mount.composefs`, installed as links
 /// to one file), or else its first argument (`composefs mkcomposefs ...`).
 public enum MultiCall {
-    static let names = [MkComposefs.name, ComposefsInfo.name, MountComposefs.name, ComposefsStore.name]
+    static let names = [
+        MkComposefs.name, ComposefsInfo.name, MountComposefs.name, ComposefsStore.name, ComposefsDump.name
+    ]
 
     /// Runs the tool called `name`; nil when there is no such tool.
     static func run(_ name: String, _ arguments: [[UInt8]]) -> Int32? {
@@ -80,6 +82,7 @@ public enum MultiCall {
         case ComposefsInfo.name: ComposefsInfo.main(arguments)
         case MountComposefs.name: MountComposefs.main(arguments)
         case ComposefsStore.name: ComposefsStore.main(arguments)
+        case ComposefsDump.name: ComposefsDump.main(arguments)
         default: nil
         }
     }
