@@ -60,20 +60,7 @@ enum Tools {
         let outPath = try io.write("stdout", [])
         let errPath = try io.write("stderr", [])
         let inPath = try io.write("stdin", stdin ?? [])
-        // Our own spawn, not Foundation's Process: nothing of this process
-        // but the three files reaches the tool (Process leaves a socket
-        // open in it, and waits until every holder closes it: a daemon
-        // would never be seen to exit).
-        let input = try FileDescriptor.open(FilePath(inPath), .readOnly)
-        defer { try? input.close() }
-        let output = try FileDescriptor.open(FilePath(outPath), .writeOnly)
-        defer { try? output.close() }
-        let error = try FileDescriptor.open(FilePath(errPath), .writeOnly)
-        defer { try? error.close() }
-        let process = try Subprocess.spawn(
-            FilePath(executable), [executable] + arguments, environment: env,
-            standardInput: input, standardOutput: output, standardError: error)
-        let status = try process.wait()
+        let status = try Child(executable, arguments, environment: env, stdin: inPath, stdout: outPath, stderr: errPath).wait()
         return Result(
             status: status,
             stdout: [UInt8](try Data(contentsOf: URL(fileURLWithPath: outPath))),

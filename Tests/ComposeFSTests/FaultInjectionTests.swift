@@ -128,13 +128,10 @@ import Testing
         var survivors: [[UInt8]] = []
         for delay in [20_000, 80_000, 200_000] as [useconds_t] {
             unlink(out)
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: bin + "/mkcomposefs")
-            p.arguments = ["--digest-store=\(store)", src, out]
-            try p.run()
+            let p = try Child(bin + "/mkcomposefs", ["--digest-store=\(store)", src, out])
             usleep(delay)
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            p.signal(SIGKILL)
+            p.wait()
             if access(out, F_OK) == 0 { survivors.append([UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))) }
             try Self.expectStoreCorrect(store, mayBeAbsent: true, temporaries: true)
         }

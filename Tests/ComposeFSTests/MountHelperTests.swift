@@ -62,15 +62,9 @@ import Testing
     /// namespace only.
     @Test(.mounting) func anotherMountNamespace() throws {
         try Self.withHelper { f in
-            let holder = Process()
-            holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-            holder.arguments = ["--mount", "--propagation", "private", "sleep", "infinity"]
-            try holder.run()
-            defer {
-                kill(holder.processIdentifier, SIGKILL)
-                holder.waitUntilExit()
-            }
-            let pid = holder.processIdentifier
+            let holder = try Child("/usr/bin/unshare", ["--mount", "--propagation", "private", "sleep", "infinity"])
+            defer { holder.signal(SIGKILL) }
+            let pid = holder.pid
             var entered = false
             for _ in 0..<100 {
                 if (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt"))

@@ -89,15 +89,9 @@ import Testing
         try f.buildTree()
         try f.makeImage()
         // A user namespace mapping 0..65535 to 100000..165535, held by a sleeper.
-        let sleeper = Process()
-        sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        sleeper.arguments = ["--user", "sleep", "60"]
-        try sleeper.run()
-        defer {
-            kill(sleeper.processIdentifier, SIGKILL)
-            sleeper.waitUntilExit()
-        }
-        let pid = sleeper.processIdentifier
+        let sleeper = try Child("/usr/bin/unshare", ["--user", "sleep", "60"])
+        defer { sleeper.signal(SIGKILL) }
+        let pid = sleeper.pid
         var mapped = false
         for _ in 0..<100 {
             if (try? sh("readlink /proc/\(pid)/ns/user")) != (try? sh("readlink /proc/self/ns/user")) {

@@ -168,11 +168,7 @@ enum ScanFS {
 
     /// Removes a tree whatever its names (FileManager needs UTF-8 names).
     static func removeTree(_ path: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/rm")
-        p.arguments = ["-rf", "--one-file-system", path]
-        try? p.run()
-        p.waitUntilExit()
+        _ = try? Child("/bin/rm", ["-rf", "--one-file-system", path]).wait()
     }
 
     /// A tmpfs at `path` (mount(2)); `ro` mounts it read-only.

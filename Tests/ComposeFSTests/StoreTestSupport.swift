@@ -124,51 +124,31 @@ enum StoreWalk {
         let io = try TemporaryDirectory()
         defer { io.remove() }
         let outPath = try io.write("out", [])
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = args
-        p.standardOutput = handle
-        p.standardError = handle
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        try handle.close()
-        return (p.terminationStatus, try ScanFS.readFile(outPath).text)
+        let status = try Child("/usr/bin/env", args, stdout: outPath, stderrToStdout: true).wait()
+        return (status, try ScanFS.readFile(outPath).text)
     }
 }
 
 /// A tool started without waiting for it (for concurrent runs).
 final class RunningTool {
-    let process = Process()
+    let process: Child
     let io: TemporaryDirectory
     let outPath: String
     let errPath: String
-    let outHandle: FileHandle
-    let errHandle: FileHandle
 
     init(_ tool: String, _ arguments: [String]) throws {
         let bin = try #require(Tools.directory, "mkcomposefs and composefs-info not found next to the test bundle")
         io = try TemporaryDirectory()
         outPath = try io.write("stdout", [])
         errPath = try io.write("stderr", [])
-        outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        process.executableURL = URL(fileURLWithPath: bin).appendingPathComponent(tool)
-        process.arguments = arguments
-        process.standardOutput = outHandle
-        process.standardError = errHandle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        process = try Child(bin + "/" + tool, arguments, stdout: outPath, stderr: errPath)
     }
 
     func wait() throws -> Tools.Result {
-        process.waitUntilExit()
-        try outHandle.close()
-        try errHandle.close()
+        let status = process.wait()
         defer { io.remove() }
         return Tools.Result(
-            status: process.terminationStatus,
+            status: status,
             stdout: try ScanFS.readFile(outPath), stderr: try ScanFS.readFile(errPath))
     }
 }

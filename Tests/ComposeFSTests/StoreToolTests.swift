@@ -67,24 +67,14 @@ import Testing
         try f.make(trees[0], f.image("first.cfs"))   // the store exists before collections start
         var runs = 0
         for round in 0..<20 {
-            var processes: [Process] = []
+            var commands: [(String, [String])] = []
             for (k, src) in trees.enumerated() where (round + k) % 2 == 0 || k == 0 {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: bin + "/mkcomposefs")
-                p.arguments = ["--digest-store=\(f.store)", src, f.image("r\(round)-t\(k).cfs")]
-                processes.append(p)
+                commands.append((bin + "/mkcomposefs", ["--digest-store=\(f.store)", src, f.image("r\(round)-t\(k).cfs")]))
             }
-            for _ in 0..<2 {
-                let gc = Process()
-                gc.executableURL = URL(fileURLWithPath: bin + "/composefs-store")
-                gc.arguments = ["gc", f.store, f.images]
-                gc.standardOutput = FileHandle.nullDevice
-                processes.append(gc)
-            }
-            for p in processes.shuffled() { try p.run() }
-            for p in processes {
-                p.waitUntilExit()
-                #expect(p.terminationStatus == 0, "round \(round): \(p.arguments ?? [])")
+            for _ in 0..<2 { commands.append((bin + "/composefs-store", ["gc", f.store, f.images])) }
+            let processes = try commands.shuffled().map { ($0, try Child($0.0, $0.1)) }
+            for (command, p) in processes {
+                #expect(p.wait() == 0, "round \(round): \(command.1)")
             }
             runs += processes.count
             // Drop an older image so that collections have work to do.
@@ -110,14 +100,10 @@ import Testing
         let keep = try f.referenced([f.image("t0.cfs")])
         let bin = try #require(Tools.directory)
         for delay in [0, 2_000, 5_000, 20_000] as [useconds_t] {
-            let gc = Process()
-            gc.executableURL = URL(fileURLWithPath: bin + "/composefs-store")
-            gc.arguments = ["gc", f.store, f.images]
-            gc.standardOutput = FileHandle.nullDevice
-            try gc.run()
+            let gc = try Child(bin + "/composefs-store", ["gc", f.store, f.images])
             usleep(delay)
-            kill(gc.processIdentifier, SIGKILL)
-            gc.waitUntilExit()
+            gc.signal(SIGKILL)
+            gc.wait()
             #expect(keep.isSubset(of: try f.objects()), "a killed collection removed a referenced object")
         }
         let r = try f.store(["gc", f.store, f.images])

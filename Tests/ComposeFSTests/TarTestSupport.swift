@@ -116,19 +116,15 @@ enum TarTools {
     /// directories of an extraction get); returns status and stderr.
     @discardableResult
     static func shell(_ command: String, check: Bool = true) throws -> (status: Int32, stderr: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "umask 022; " + command]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        if check && p.terminationStatus != 0 {
-            throw Failure(description: "`\(command)` exited \(p.terminationStatus): \(text)")
+        let io = try TemporaryDirectory()
+        defer { io.remove() }
+        let errPath = try io.write("stderr", [])
+        let status = try Child("/bin/sh", ["-c", "umask 022; " + command], stderr: errPath).wait()
+        let text = try ScanFS.readFile(errPath).text
+        if check && status != 0 {
+            throw Failure(description: "`\(command)` exited \(status): \(text)")
         }
-        return (p.terminationStatus, text)
+        return (status, text)
     }
 
     static func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
