@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools and man pages. PREFIX (default /usr/local) and DESTDIR
 # as usual. One stripped program, BINDIR/composefs; mkcomposefs and
-# composefs-info, composefs-store and composefs-dump are links to it beside it, and mount.composefs a link in
+# composefs-info, composefs-store, composefs-dump and composefs-fuse are links to it beside it, and mount.composefs a link in
 # /sbin (SBINDIR), where mount(8) looks for helpers, so `mount -t composefs`
 # works.
 #   scripts/install.sh                       # build, install under /usr/local, helper in /sbin
@@ -20,8 +20,9 @@ ln -sfn composefs "$DESTDIR$BINDIR/mkcomposefs"
 ln -sfn composefs "$DESTDIR$BINDIR/composefs-info"
 ln -sfn composefs "$DESTDIR$BINDIR/composefs-store"
 ln -sfn composefs "$DESTDIR$BINDIR/composefs-dump"
+ln -sfn composefs "$DESTDIR$BINDIR/composefs-fuse"
 ln -sfn "$BINDIR/composefs" "$DESTDIR$SBINDIR/mount.composefs"
-install -m 0644 man/mkcomposefs.1 man/composefs-info.1 man/composefs-store.1 man/composefs-dump.1 "$DESTDIR$MANDIR/man1/"
+install -m 0644 man/mkcomposefs.1 man/composefs-info.1 man/composefs-store.1 man/composefs-dump.1 man/composefs-fuse.1 "$DESTDIR$MANDIR/man1/"
 install -m 0644 man/composefs-dump.5 "$DESTDIR$MANDIR/man5/"
 install -m 0644 man/mount.composefs.8 "$DESTDIR$MANDIR/man8/"
-echo "installed into ${DESTDIR:-/}: $BINDIR/{composefs,mkcomposefs,composefs-info,composefs-store,composefs-dump} $SBINDIR/mount.composefs $MANDIR" >&2
+echo "installed into ${DESTDIR:-/}: $BINDIR/{composefs,mkcomposefs,composefs-info,composefs-store,composefs-dump,composefs-fuse} $SBINDIR/mount.composefs $MANDIR" >&2

@@ -29,7 +29,8 @@ enum MountComposefs: Tool {
           -t TYPE      Filesystem type (composefs)
           -o OPTIONS   Mount options (the last -o counts): basedir=PATH[:PATH...],
                        digest=DIGEST, verity, tryverity, noverity, upperdir=PATH,
-                       workdir=PATH, idmap=PATH, ro, rw
+                       workdir=PATH, idmap=PATH, ro, rw, fuse (serve through FUSE;
+                       also taken by itself where the user may not mount EROFS)
           -v           Print each fallback taken and the way the kernel accepted
           -N NAMESPACE Mount in this mount namespace (a path such as
                        /proc/PID/ns/mnt, or a PID), as mount(8) --namespace asks
@@ -69,12 +70,70 @@ enum MountComposefs: Tool {
         let verbose = arguments.has(Flag.verbose)
         var environment = Mount.Environment()
         if verbose { environment.trace = { Terminal.error("mount.composefs: \($0)\n") } }
+        if parsed.fuse { return try mountFuse(image: image, target: target, options: parsed, route: .full, verbose: verbose) }
+        // EROFS mounts need root of the initial user namespace: others go
+        // straight to FUSE (the root of a user namespace to the overlay on it).
+        guard CurrentProcess.effectiveUserID == 0 && CurrentProcess.isInInitialUserNamespace else {
+            let route: FuseService.Route = CurrentProcess.effectiveUserID == 0 ? .overlayLower(userXattr: true) : .full
+            if verbose { Terminal.error("mount.composefs: not root of the initial user namespace: serving through FUSE\n") }
+            return try mountFuse(image: image, target: target, options: parsed, route: route, verbose: verbose)
+        }
         let route: Mount.Route
         do {
             route = try Mount.mount(image: image, target: target, options: parsed, environment: environment)
         } catch {
-            throw failure("Failed to mount composefs \(image): \(error)")
+            // Without the privilege to mount EROFS (a user, root of a user
+            // namespace) or the means (no EROFS, no loop devices): FUSE.
+            guard let fallback = fuseRoute(after: error) else { throw failure("Failed to mount composefs \(image): \(error)") }
+            if verbose { Terminal.error("mount.composefs: the kernel route failed (\(error)): serving through FUSE\n") }
+            return try mountFuse(image: image, target: target, options: parsed, route: fallback, verbose: verbose)
         }
         if verbose { Terminal.error("mount.composefs: mounted \(image) on \(target) (\(route))\n") }
+    }
+
+    /// The FUSE route to take after the kernel route failed with `error`,
+    /// or nil when FUSE would not help.
+    static func fuseRoute(after error: Mount.Error) -> FuseService.Route? {
+        let root = CurrentProcess.effectiveUserID == 0
+        switch error {
+        case .notPermitted:
+            // Root without CAP_SYS_ADMIN (a restricted container).
+            return root ? .overlayLower(userXattr: false) : .full
+        case .kernelLacks(filesystem: "erofs"),
+            .kernel(.openLoopControl, _, _), .kernel(.findFreeLoop, _, _), .kernel(.openLoop, _, _), .kernel(.configureLoop, _, _):
+            return root ? .overlayLower(userXattr: false) : .full
+        default:
+            return nil
+        }
+    }
+
+    /// Serves the image through FUSE (FuseService) as a daemon; the
+    /// overlay route falls back to full FUSE where the kernel refuses its
+    /// overlay (before user xattrs with data-only layers, 6.16). The
+    /// daemon's trace lines reach the terminal only in the foreground;
+    /// the parent prints the mounted line.
+    static func mountFuse(
+        image: FilePath, target: FilePath, options: Mount.Options, route: FuseService.Route,
+        verbose: Bool
+    ) throws(ToolFailure) {
+        if route == .full {
+            if options.idmap != nil { throw failure("idmap= needs the kernel route (EROFS and overlayfs); not with FUSE") }
+            if options.upperdir != nil { throw failure("upperdir= needs a kernel overlay; the FUSE route here is read-only") }
+        } else if options.idmap != nil {
+            throw failure("idmap= needs the kernel route (EROFS and overlayfs); not with FUSE")
+        }
+        var c = FuseService.Configuration(image: image, target: target)
+        c.basedirs = options.basedirs
+        c.digest = options.digest
+        // FUSE can always check in userspace: tryverity is verity there.
+        c.verity = options.requireVerity || options.tryVerity
+        c.route = route
+        c.overlay = options
+        if case .overlayLower(let user) = route { c.overlay.userXattr = user }
+        c.log = { line in CurrentProcess.logToSystem("mount.composefs", line) }
+        if verbose { c.mounted = { "mount.composefs: mounted \(image) on \(target) (\($0))\n" } }
+        if verbose { c.trace = { "mount.composefs: \($0)\n" } }
+        c.failed = { "mount.composefs: Failed to mount composefs \(image): \($0)\n" }
+        do { try FuseService.run(c) } catch { throw failure("Failed to mount composefs \(image): \(error)") }
     }
 }

@@ -72,7 +72,7 @@ extension Tool {
 /// to one file), or else its first argument (`composefs mkcomposefs ...`).
 public enum MultiCall {
     static let names = [
-        MkComposefs.name, ComposefsInfo.name, MountComposefs.name, ComposefsStore.name, ComposefsDump.name
+        MkComposefs.name, ComposefsInfo.name, MountComposefs.name, ComposefsStore.name, ComposefsFuse.name, ComposefsDump.name
     ]
 
     /// Runs the tool called `name`; nil when there is no such tool.
@@ -82,6 +82,7 @@ public enum MultiCall {
         case ComposefsInfo.name: ComposefsInfo.main(arguments)
         case MountComposefs.name: MountComposefs.main(arguments)
         case ComposefsStore.name: ComposefsStore.main(arguments)
+        case ComposefsFuse.name: ComposefsFuse.main(arguments)
         case ComposefsDump.name: ComposefsDump.main(arguments)
         default: nil
         }

@@ -34,7 +34,9 @@ import Testing
         var r = try Tools.run("composefs-dump", [image, dir.file("link.cfs")])
         #expect(r.status == 0, "\(r.err)")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir.file("link.cfs")) == "target.cfs")
-        #expect(SHA256Reference.hex(try ScanFS.readFile(dir.file("target.cfs"))) == (try Fixtures.token("cstorage/cstorage-00.composefs-dump.sha256")))
+        #expect(
+            SHA256Reference.hex(try ScanFS.readFile(dir.file("target.cfs")))
+                == (try Fixtures.token("cstorage/cstorage-00.composefs-dump.sha256")))
         try Data("not an image".utf8).write(to: URL(fileURLWithPath: dir.file("bad.cfs")))
         r = try Tools.run("composefs-dump", [dir.file("bad.cfs"), dir.file("out.cfs")])
         #expect(r.status == 1)

@@ -61,7 +61,11 @@ final class FilesystemContext {
 
     /// Drains the context's log: one message per read, "e ", "w " or "i "
     /// and the text. Only the text is kept.
-    func messages() -> [String] {
+    func messages() -> [String] { Self.drainLog(fd) }
+
+    /// Drains a filesystem context's log (`fsopen` descriptor): one message
+    /// per read, "e ", "w " or "i " and the text; only the text is kept.
+    static func drainLog(_ fd: FileDescriptor) -> [String] {
         var out: [String] = []
         var buf = [UInt8](repeating: 0, count: 1024)
         while out.count < 16 {

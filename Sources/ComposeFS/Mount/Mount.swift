@@ -124,6 +124,8 @@ public enum Mount {
             case file
             /// Through this auto-clearing, read-only loop device.
             case loopDevice(FilePath)
+            /// FUSE serves the image's metadata (composefs-fuse's metadata mode).
+            case fuse
         }
 
         public enum ImageLayer: Equatable, Sendable {
@@ -153,6 +155,7 @@ public enum Mount {
                 switch image {
                 case .file: "EROFS on the image file"
                 case .loopDevice(let dev): "EROFS on loop device \(dev)"
+                case .fuse: "the image's metadata from FUSE"
                 }
             let layer =
                 switch imageLayer {
@@ -253,6 +256,24 @@ public enum Mount {
         return Route(
             image: erofs.route, imageLayer: overlay.imageLayer,
             overlayOptions: overlay.options, verity: overlay.verity)
+    }
+
+    /// The overlay alone, over `lower` (a detached mount of the image's
+    /// metadata, served through FUSE), attached at `target`, with the
+    /// object directories as data-only layers; `userXattr` for a user
+    /// namespace. Returns the way the kernel accepted.
+    public static func mountOverlay(
+        lower: FileDescriptor, target: FilePath, options: Options,
+        environment: Environment = Environment()
+    ) throws(Error) -> Route {
+        try requireDirectory(target) { .target(path: target, errno: $0) }
+        for dir in options.basedirs { try requireDirectory(dir) { .objectDirectory(path: dir, errno: $0) } }
+        if let u = options.upperdir { try requireDirectory(u) { .directory(role: .upperdir, path: u, errno: $0) } }
+        if let w = options.workdir { try requireDirectory(w) { .directory(role: .workdir, path: w, errno: $0) } }
+        let overlay = try OverlayBuilder(lower: lower, target: target, options: options, environment: environment).build()
+        defer { try? overlay.fd.close() }
+        try attach(overlay.fd, at: target, step: .attachOverlay(target: target))
+        return Route(image: .fuse, imageLayer: overlay.imageLayer, overlayOptions: overlay.options, verity: overlay.verity)
     }
 
     static func checkDigest(

@@ -14,6 +14,11 @@ extension Mount {
         /// A user namespace file (`/proc/PID/ns/user`) for an idmapped mount.
         public var idmap: FilePath? = nil
         public var readOnly = false
+        /// Serve through FUSE even where the kernel route works (`fuse`).
+        public var fuse = false
+        /// The overlay takes its xattrs from `user.overlay.` (`userxattr`:
+        /// an overlay in a user namespace over FUSE).
+        public var userXattr = false
 
         public init() {}
 
@@ -51,6 +56,7 @@ extension Mount {
                 case "verity": o.requireVerity = true
                 case "tryverity": tryVerityAsked = true
                 case "noverity": break
+                case "fuse": o.fuse = true
                 case "upperdir": o.upperdir = FilePath(bytes: try required())
                 case "workdir": o.workdir = FilePath(bytes: try required())
                 case "idmap": o.idmap = FilePath(bytes: try required())

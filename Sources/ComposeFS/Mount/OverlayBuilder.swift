@@ -76,8 +76,14 @@ extension Mount {
         /// `lowerdir+`/`datadir+` (before 6.7) and needs an option string.
         func configure(_ context: FilesystemContext) throws(Error) -> Bool? {
             try context.set("source", "composefs")
-            try context.set("metacopy", "on")
-            try context.set("redirect_dir", "on")
+            if options.userXattr {
+                // Data-only layers alone enable data redirects (6.16): the
+                // only form of metacopy userxattr allows.
+                try context.setFlag("userxattr")
+            } else {
+                try context.set("metacopy", "on")
+                try context.set("redirect_dir", "on")
+            }
             var verity = false
             if options.requireVerity {
                 if let e = context.trySet("verity", "require") {
@@ -180,7 +186,8 @@ extension Mount {
     enum LegacyOverlayOptions {
         static func string(lower: FilePath, options: Options, dataOnlyLayers: Bool, verity: Bool) -> [UInt8] {
             let separator = Array((dataOnlyLayers ? "::" : ":").utf8)
-            var s = Array("metacopy=on,redirect_dir=on,lowerdir=".utf8) + escape(lower)
+            var s =
+                Array((options.userXattr ? "userxattr," : "metacopy=on,redirect_dir=on,").utf8) + Array("lowerdir=".utf8) + escape(lower)
             for dir in options.basedirs { s += separator + escape(dir) }
             if let upper = options.upperdir, let work = options.workdir {
                 s += Array(",upperdir=".utf8) + escape(upper) + Array(",workdir=".utf8) + escape(work)

@@ -1,0 +1,134 @@
+import Foundation
+import Glibc
+import Testing
+
+@testable import ComposeFS
+
+/// composefs-fuse `-o verity` where the object store has no fs-verity (this
+/// machine): every object is checked against its digest before its first
+/// byte, and every block read against the tree built then. A changed,
+/// truncated, replaced or missing object gives EIO and a line naming the
+/// file and both digests, never a wrong byte: not through a second open,
+/// not after the page cache is dropped, not through mmap.
+@Suite(.serialized) struct FuseVerityTests {
+    final class Setup {
+        let f: MountTests.Fixture
+        let mount: FuseRun
+        /// The object of sub/big and its digest.
+        let object: String
+        let digest: String
+
+        init(extra: String = "") throws {
+            f = try MountTests.Fixture()
+            try f.buildTree()
+            try f.makeImage()
+            let d = try FsVerity.digest(path: FilePath(f.source + "/sub/big"))
+            digest = d.hexString
+            object = f.store + "/" + String(decoding: FsVerity.objectPath(d), as: UTF8.self)
+            mount = try FuseRun(options: "source=\(f.image),basedir=\(f.store),verity\(extra)", target: f.target)
+        }
+
+        var big: String { f.target + "/sub/big" }
+    }
+
+    /// Reads a whole file through read(2): its bytes, or the errno.
+    static func read(_ path: String) -> Result<[UInt8], Errno> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(Errno.current) }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = Glibc.read(fd, &buffer, buffer.count)
+            if n < 0 { return .failure(Errno.current) }
+            if n == 0 { return .success(out) }
+            out += buffer[0..<n]
+        }
+    }
+
+    /// Drops the file's pages from the page cache (so the next read asks
+    /// the server again).
+    static func evict(_ path: String) throws {
+        try sh("sync; echo 3 > /proc/sys/vm/drop_caches")
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+            close(fd)
+        }
+    }
+
+    @Test(.fuse) func intactObjectsAreServed() throws {
+        let s = try Setup()
+        try TreeComparison.expectEqualUserXattrs(source: s.f.source, mounted: s.f.target)
+        #expect(s.mount.stderr == "")
+    }
+
+    @Test(.fuse, arguments: ["flip", "truncate", "missing"]) func aDamagedObjectIsNeverServed(_ damage: String) throws {
+        let s = try Setup()
+        switch damage {
+        case "flip": try sh("printf '\\\\377' | dd of='\(s.object)' bs=1 seek=500000 conv=notrunc status=none")
+        case "truncate": try sh("truncate -s 999999 '\(s.object)'")
+        default: try sh("rm '\(s.object)'")
+        }
+        #expect(Self.read(s.big) == .failure(.ioError))
+        #expect(try String(contentsOfFile: s.f.target + "/small", encoding: .utf8) == "hello\n", "other files still read")
+        let log = s.mount.stderr
+        #expect(log.contains("composefs-fuse: /sub/big: object "), "\(log)")
+        if damage == "missing" {
+            #expect(log.contains(" is missing (No such file or directory), expected digest \(s.digest)\n"), "\(log)")
+        } else {
+            #expect(log.contains(" has digest "), "\(log)")
+            #expect(log.contains(", expected \(s.digest)\n"), "\(log)")
+        }
+    }
+
+    /// Checked at the first open; then the object is replaced by other
+    /// bytes (another file renamed over it) or changed in place. What was
+    /// read and cached was the image's; every read that reaches the server
+    /// afterwards (a new open, the page cache dropped, mmap) fails.
+    @Test(.fuse, arguments: ["replaced", "changed in place"]) func anObjectChangedAfterTheCheck(_ how: String) throws {
+        let s = try Setup()
+        let good = try ScanFS.readFile(s.f.source + "/sub/big")
+        #expect(Self.read(s.big) == .success(good))
+        if how == "replaced" {
+            try sh("head -c 1000000 /dev/zero > '\(s.object).new' && mv '\(s.object).new' '\(s.object)'")
+        } else {
+            try sh("printf 'X' | dd of='\(s.object)' bs=1 seek=4096 conv=notrunc status=none")
+        }
+        try Self.evict(s.big)
+        #expect(Self.read(s.big) == .failure(.ioError), "a read after the cache was dropped")
+        // mmap: the page fault gets EIO, which is SIGBUS.
+        let r = try Tools.run(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import mmap, os
+                fd = os.open('\(s.big)', os.O_RDONLY)
+                m = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+                print(m[4096:4100])
+                """
+            ])
+        #expect(r.status != 0 && r.out.isEmpty, "mmap never sees the bytes (status \(r.status): \(r.out)\(r.err))")
+        #expect(s.mount.stderr.contains("/sub/big: bytes "), "\(s.mount.stderr)")
+    }
+
+    @Test(.fuse) func theImageDigestIsChecked() throws {
+        let f = try MountTests.Fixture()
+        try f.buildTree()
+        try f.makeImage()
+        let digest = String(try Tools.mkcomposefs(["--print-digest-only", f.source]).out.dropLast())
+        let wrong = String(digest.map { $0 == "0" ? "1" : "0" })
+        var r = try Tools.run("composefs-fuse", ["-o", "source=\(f.image),basedir=\(f.store),digest=\(wrong)", f.target])
+        #expect(r.status == 1)
+        #expect(
+            r.err
+                == "composefs-fuse: Failed to mount composefs \(f.image): Image has wrong fs-verity (\(f.image): digest \(digest), expected \(wrong))\n"
+        )
+        #expect(!Mounts.isMountPoint(f.target))
+        r = try Tools.run("composefs-fuse", ["-o", "source=\(f.image),basedir=\(f.store),digest=\(digest)", f.target])
+        #expect(r.status == 0, "\(r.err)")
+        try TreeComparison.expectEqualUserXattrs(source: f.source, mounted: f.target)
+        try sh("umount '\(f.target)'")
+    }
+}
