@@ -24,6 +24,7 @@ let package = Package(
         .executableTarget(name: "fuzz-image", dependencies: ["FuzzSupport", properties]),
         .executableTarget(name: "fuzz-mount-options", dependencies: ["FuzzSupport", properties]),
         .executableTarget(name: "fuzz-tar", dependencies: ["FuzzSupport", properties]),
+        .executableTarget(name: "fuzz-fuse", dependencies: ["FuzzSupport", properties]),
         // Writes the seed corpora (Fuzz/Corpus/<target>/gen-*).
         .executableTarget(
             name: "fuzz-seedgen",

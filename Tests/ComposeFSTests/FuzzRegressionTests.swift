@@ -12,6 +12,7 @@ import Testing
 //     Fixtures/fuzz-regressions/fuzz-image/*          Properties.checkImage: ImageReader.load / walk / DumpPrinter
 //     Fixtures/fuzz-regressions/fuzz-mount-options/*  Properties.checkMountOptions: Mount.Options.parse
 //     Fixtures/fuzz-regressions/fuzz-tar/*            Properties.checkTar: TarReader → TarLayer → OCILayers → ImageWriter
+//     Fixtures/fuzz-regressions/fuzz-fuse/*           Properties.checkFuseInput: the FUSE handlers on an image, one raw request
 //
 // Every file in those directories is replayed; to add a reproducer, copy the
 // (minimised) crash file there under a descriptive name. A violation, which
@@ -39,7 +40,7 @@ struct FuzzRegressionTests {
 
     @Test("every fuzz target has replayable inputs")
     func inputsExist() {
-        for t in ["fuzz-dump", "fuzz-image", "fuzz-mount-options", "fuzz-tar"] {
+        for t in ["fuzz-dump", "fuzz-image", "fuzz-mount-options", "fuzz-tar", "fuzz-fuse"] {
             #expect(!Self.inputs(t).isEmpty, "no inputs in Fixtures/fuzz-regressions/\(t)")
         }
     }
@@ -62,6 +63,11 @@ struct FuzzRegressionTests {
     @Test("fuzz-tar inputs", arguments: inputs("fuzz-tar"))
     func tar(_ name: String) throws {
         Properties.checkTar(try Self.load("fuzz-tar", name), report: Self.record(name))
+    }
+
+    @Test("fuzz-fuse inputs", arguments: inputs("fuzz-fuse"))
+    func fuse(_ name: String) throws {
+        Properties.checkFuseInput(try Self.load("fuzz-fuse", name), report: Self.record(name))
     }
 
     // MARK: Leak found by fuzzing

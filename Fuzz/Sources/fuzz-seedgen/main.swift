@@ -1,7 +1,8 @@
 // Writes the generated seed corpora: Fuzz/Corpus/fuzz-dump/gen-*.dump (random
 // dumps covering every file type, escapes, xattrs, whiteouts, hardlinks),
 // Fuzz/Corpus/fuzz-image/gen-*.cfs (those dumps written as images, v0 and
-// v1) and Fuzz/Corpus/fuzz-mount-options/gen-*.txt. Deterministic.
+// v1), Fuzz/Corpus/fuzz-fuse/gen-*.in (the same images in fuzz-fuse's input
+// form) and Fuzz/Corpus/fuzz-mount-options/gen-*.txt. Deterministic.
 //
 //     swift run --package-path Fuzz fuzz-seedgen Fuzz/Corpus
 import ComposeFS
@@ -148,6 +149,8 @@ func generateDump(entries: Int) -> String {
     return lines.joined(separator: "\n") + "\n"
 }
 
+func le32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+
 func save(_ bytes: [UInt8], _ path: String) {
     guard let f = fopen(path, "wb") else { fatalError("cannot write \(path)") }
     _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
@@ -155,7 +158,7 @@ func save(_ bytes: [UInt8], _ path: String) {
 }
 
 let out = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "Fuzz/Corpus"
-for t in ["fuzz-dump", "fuzz-image", "fuzz-mount-options"] { mkdir(out + "/" + t, 0o755) }
+for t in ["fuzz-dump", "fuzz-image", "fuzz-mount-options", "fuzz-fuse"] { mkdir(out + "/" + t, 0o755) }
 
 var dumps = 0
 var images = 0
@@ -176,6 +179,11 @@ for i in 0..<48 {
     let options = i % 3 == 0 ? ImageWriter.Options(minVersion: 1, maxVersion: 1) : ImageWriter.Options()
     if let image = try? ImageWriter.write(tree, options: options), image.count <= 32 << 10, i % 2 == 0 {
         save(image, "\(out)/fuzz-image/\(name).cfs")
+        // fuzz-fuse: no extra request (N = 0), then the image; every
+        // fourth one with a LOOKUP of "a" under the root as the extra request.
+        var request: [UInt8] = []
+        if i % 8 == 0 { request = Fuse.Request.encode(.lookup, unique: 99, node: 1, body: Array("a".utf8) + [0]) }
+        save(le32(UInt32(request.count)) + request + image, "\(out)/fuzz-fuse/\(name).in")
         images += 1
     }
 }
