@@ -127,7 +127,9 @@ extension Mount {
         /// kernel rejects those. `tryverity` is not offered here (a
         /// rejected option cannot be told apart from other errors).
         func buildLegacy() throws(Error) -> Built {
-            let forms = environment.forcePlainLowerLayers ? [false] : [true, false]
+            // With user xattrs the overlay follows no metacopy or redirect
+            // from ordinary lower layers: data-only layers or nothing.
+            let forms = options.userXattr ? [true] : environment.forcePlainLowerLayers ? [false] : [true, false]
             let builder = self
             let (options, target, environment, lowerPath) = (options, target, environment, lowerPath)
             func mount(_ data: [UInt8], readOnly: Bool, silent: Bool) -> Errno? {

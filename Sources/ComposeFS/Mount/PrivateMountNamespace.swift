@@ -1,4 +1,3 @@
-import CComposeFSShims
 import Glibc
 
 /// Work done in a mount namespace of its own: a new thread unshares its

@@ -1,4 +1,3 @@
-import CComposeFSShims
 import Glibc
 import Synchronization
 
