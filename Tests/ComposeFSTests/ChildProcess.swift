@@ -46,7 +46,12 @@ final class Child {
     var isRunning: Bool {
         guard status == nil else { return false }
         var raw: Int32 = 0
-        guard waitpid(pid, &raw, WNOHANG) == pid else { return true }
+        let r = waitpid(pid, &raw, WNOHANG)
+        if r < 0 && errno == ECHILD {
+            status = -1   // reaped elsewhere: never signal that pid again
+            return false
+        }
+        guard r == pid else { return true }
         status = Self.decode(raw)
         return false
     }

@@ -68,6 +68,20 @@ import Testing
         #expect(try mount.unmount() == 0)
     }
 
+    /// A daemon started with relative paths (image, objects, mount point)
+    /// mounts where they pointed when it started, not below `/`.
+    @Test(.fuse) func relativePathsAreTheStartingDirectorys() throws {
+        let f = try MountTests.Fixture()
+        try f.buildTree()
+        try f.makeImage()
+        let bin = try #require(Tools.directory)
+        try sh("cd '\(f.dir.path)' && '\(bin)/composefs-fuse' -o source=image.cfs,basedir=objects mnt")
+        #expect(FuseRun.isFuseMount(f.target))
+        try TreeComparison.expectEqualUserXattrs(source: f.source, mounted: f.target)
+        try sh("umount '\(f.target)'")
+        try MountFuseTests.expectNoServerLeft("source=image.cfs,basedir=objects")
+    }
+
     /// umount, SIGTERM and the kernel dropping the connection: the server
     /// ends, nothing stays mounted, nothing runs.
     @Test(.fuse) func theServerEndsCleanly() throws {

@@ -163,25 +163,51 @@ extension Fuse {
         public init(device: FileDescriptor) { self.device = device }
 
         /// Runs until the connection ends; `makeWorker` is called once per thread.
+        /// Every thread but the first reads from its own clone of the
+        /// connection (`FUSE_DEV_IOC_CLONE`, as libfuse's `clone_fd`): the
+        /// kernel then keeps a queue of requests in progress per
+        /// descriptor. Where a clone cannot be had, the thread shares
+        /// `device`.
         public func run(threads: Int, makeWorker: @escaping (Int) -> any Worker) {
             Workers.run(count: max(1, threads)) { index in
-                self.loop(makeWorker(index))
+                let clone = index == 0 ? nil : Self.clone(of: self.device)
+                defer { try? clone?.close() }
+                self.loop(makeWorker(index), device: clone ?? self.device)
             }
+        }
+
+        static func clone(of device: FileDescriptor) -> FileDescriptor? {
+            guard let fd = try? FileDescriptor.open("/dev/fuse", .readWrite) else { return nil }
+            do { try fd.joinFuseConnection(of: device) } catch {
+                try? fd.close()
+                return nil
+            }
+            return fd
         }
 
         public func stop() { stopping.store(true, ordering: .relaxed) }
 
-        private func loop(_ worker: any Worker) {
+        private func loop(_ worker: any Worker, device: FileDescriptor) {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.requestBufferSize, alignment: 16)
             defer { buffer.deallocate() }
             var reply = Reply(device: device)
+            var failures = 0
             while !stopping.load(ordering: .relaxed) {
                 let n: Int
                 do { n = try device.read(into: buffer) } catch {
                     // ENOENT: a request interrupted before it was read; EAGAIN: another took it.
                     if error == .noSuchFileOrDirectory || error == .wouldBlock || error == .interrupted { continue }
-                    return   // ENODEV: unmounted; anything else ends the connection too
+                    // ENODEV: unmounted; ECONNABORTED: aborted. Anything else
+                    // may pass (EIO: a request the kernel dropped while it was
+                    // copied); only a run of failures ends the thread.
+                    failures += 1
+                    if error == .operationNotSupportedByDevice || error == .connectionAbort || error == .badFileDescriptor || failures > 100
+                    {
+                        return
+                    }
+                    continue
                 }
+                failures = 0
                 guard n > 0, let request = Request(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) else { continue }
                 if let debug {
                     let name = Opcode(rawValue: request.opcode).map { "\($0)" } ?? "opcode \(request.opcode)"

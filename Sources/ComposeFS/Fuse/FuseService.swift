@@ -92,6 +92,16 @@ public enum FuseService {
         let fs = try fileSystem(c, image: image)
         var daemon: CurrentProcess.Daemon? = nil
         if !c.foreground {
+            // The daemon works from `/`: the paths it uses later must not
+            // depend on where it was started.
+            do {
+                c.target = try c.target.absolute()
+                c.overlay.basedirs = try c.overlay.basedirs.map { p throws(Errno) in try p.absolute() }
+                c.overlay.upperdir = try c.overlay.upperdir?.absolute()
+                c.overlay.workdir = try c.overlay.workdir?.absolute()
+            } catch {
+                throw .daemon(error)
+            }
             do { daemon = try CurrentProcess.daemonize() } catch { throw .daemon(error) }
         }
         do {

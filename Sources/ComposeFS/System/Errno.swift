@@ -42,4 +42,5 @@ public struct Errno: Swift.Error, Hashable, Sendable, CustomStringConvertible {
     public static let tooManySymbolicLinkLevels = Errno(ELOOP)
     public static let noSuchAddressOrDevice = Errno(ENXIO)
     public static let protocolError = Errno(EPROTO)
+    public static let connectionAbort = Errno(ECONNABORTED)
 }

@@ -44,6 +44,13 @@ public struct FilePath: Hashable, Sendable, CustomStringConvertible, Expressible
     }
 
     /// `chdir(2)` to this path.
+    /// This path made absolute against the working directory, as it is
+    /// now (a daemon changes to `/` before it uses its paths).
+    public func absolute() throws(Errno) -> FilePath {
+        guard bytes.first != UInt8(ascii: "/") else { return self }
+        return try Self.currentDirectory().appending(bytes)
+    }
+
     public func makeCurrentDirectory() throws(Errno) {
         try withCString { (p: UnsafePointer<CChar>) throws(Errno) in
             _ = try FileDescriptor.retrying { chdir(p) }
