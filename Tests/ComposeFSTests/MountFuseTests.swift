@@ -87,7 +87,7 @@ import Testing
             _ = try sh("umount '\(f.target)'")
             try Self.expectNoServerLeft(f.image)
             // One object damaged: its file fails with EIO; the rest reads.
-            try sh("chmod u+w '\(object)' && printf 'X' | dd of='\(object)' bs=1 seek=0 conv=notrunc status=none")
+            try FuseVerityTests.damage(object, "flip")
             r = try Self.mountComposefs(["-o", "basedir=\(f.store),verity", f.image, f.target], as: Self.asNobody)
             #expect(r.status == 0, "\(r.err)")
             let reads = try sh(
@@ -124,6 +124,33 @@ import Testing
         // are nobody there; compare with the source seen the same way.
         let source = try Tools.run("/usr/bin/unshare", ["-Ur", "/bin/sh", "-c", "\(listing) '\(f.source)'"])
         #expect(try ScanFS.readFile(f.dir.file("mounted")).text == source.out)
+        try Self.expectNoServerLeft(f.image)
+    }
+
+    /// The root of a user namespace asks for verity, and one object was
+    /// replaced (by a changed copy: the test bed's objects have fs-verity):
+    /// the overlay route (6.16 and later) mounts with `verity=require` and
+    /// the kernel refuses the object; full FUSE (older kernels) has the
+    /// server refuse it. Either way the other files read.
+    @Test(.fuse, .kernelTestBed) func rootOfAUserNamespaceWithVerity() throws {
+        let f = try Self.fixture()
+        let overlay = Kernel.version >= 6016
+        let digest = try FsVerity.digest(path: FilePath(f.source + "/sub/big"))
+        let object = f.store + "/" + String(decoding: FsVerity.objectPath(digest), as: UTF8.self)
+        #expect(FuseVerityTests.hasVerity(object), "the test bed's objects have fs-verity")
+        try FuseVerityTests.damage(object, "flip")
+        let script = """
+            set -e
+            '\(try #require(Tools.directory))/mount.composefs' -v -o basedir='\(f.store)',verity '\(f.image)' '\(f.target)'
+            findmnt -n -o FSTYPE '\(f.target)'
+            cat '\(f.target)/small'
+            if cat '\(f.target)/sub/big' > /dev/null 2>&1; then echo served; else echo refused; fi
+            umount '\(f.target)'
+            """
+        let r = try Tools.run("/usr/bin/unshare", ["-Urm", "/bin/sh", "-c", script])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out == (overlay ? "overlay\n" : "fuse.composefs\n") + "hello\nrefused\n", "\(r.err)")
+        if overlay { #expect(r.err.contains("; verity=require))\n"), "\(r.err)") }
         try Self.expectNoServerLeft(f.image)
     }
 
