@@ -24,35 +24,44 @@ enum MkComposefs: Tool {
         static let threads = Arguments.Option.valued("threads", "N")
         static let fromTar = Arguments.Option.valued("from-tar", "LAYER")
         static let tarWhiteouts = Arguments.Option.valued("tar-whiteouts", "MODE")
+        static let fromOCI = Arguments.Option.valued("from-oci", "SOURCE")
+        static let platform = Arguments.Option.valued("platform", "OS/ARCH[/VARIANT]")
+        static let verbose = Arguments.Option.flag("verbose", short: "v")
     }
 
     static let options = [
         Flag.fromFile, Flag.digestStore, Flag.printDigest, Flag.printDigestOnly,
         Flag.useEpoch, Flag.skipDevices, Flag.skipXattrs, Flag.userXattrs,
-        Flag.minVersion, Flag.maxVersion, Flag.baseVersion, Flag.threads, Flag.fromTar, Flag.tarWhiteouts
+        Flag.minVersion, Flag.maxVersion, Flag.baseVersion, Flag.threads, Flag.fromTar, Flag.tarWhiteouts,
+        Flag.fromOCI, Flag.platform, Flag.verbose
     ]
 
     static let usage = """
         usage: mkcomposefs [OPTIONS] SOURCE IMAGE
                mkcomposefs --print-digest-only [OPTIONS] SOURCE
                mkcomposefs --from-tar LAYER... [OPTIONS] IMAGE
+               mkcomposefs --from-oci SOURCE [OPTIONS] IMAGE
         See 'mkcomposefs --help' or mkcomposefs(1).
 
         """
 
     static var help: String {
         """
-        Create a composefs image from a directory tree, a composefs-dump(5) file or
-        tar layers.
+        Create a composefs image from a directory tree, a composefs-dump(5) file, tar
+        layers or a container image.
 
         usage: mkcomposefs [OPTIONS] SOURCE IMAGE
                mkcomposefs --print-digest-only [OPTIONS] SOURCE
                mkcomposefs --from-tar LAYER [--from-tar LAYER]... [OPTIONS] IMAGE
+               mkcomposefs --from-oci SOURCE [--platform OS/ARCH] [OPTIONS] IMAGE
 
         SOURCE is a directory, or with --from-file a composefs-dump(5) file ('-' for
         standard input). IMAGE is the image file to write ('-' for standard output).
         With --from-tar there is no SOURCE: the image is made from the tar layers,
         lowest first, as if extracted (plain, gzip, xz or zstd; '-' for standard input).
+        With --from-oci the image is made from a container image's layers, every blob
+        checked against its digest: oci:DIR[:REF], oci-archive:FILE[:REF],
+        docker-archive:FILE[:REF], or a path (told apart by what it holds).
 
         Options:
           --digest-store=PATH   Copy file contents into this object store
@@ -66,6 +75,10 @@ enum MkComposefs: Tool {
           --from-tar=LAYER      Read a tar layer (repeat for more layers, lowest first)
           --tar-whiteouts=MODE  oci (default): apply .wh. whiteouts across layers;
                                 overlay: make them overlay whiteouts (one layer)
+          --from-oci=SOURCE     Read a container image (see above)
+          --platform=OS/ARCH[/VARIANT]  Which image of a multi-platform index
+                                (default: this machine's)
+          -v, --verbose         Print the manifest and platform chosen
           --min-version=N       Lowest format version to write (default 0; also --version=N)
           --max-version=N       Highest format version to write (default 1)
           --threads=N           Threads for digests and copies (default \(DirectoryScanner.defaultThreadCount))
@@ -146,15 +159,22 @@ enum MkComposefs: Tool {
             threadCount = n
         }
         let layers = arguments.all(Flag.fromTar).map { FilePath(bytes: $0) }
+        let oci = arguments.last(Flag.fromOCI)
         var paths = arguments.operands.map { FilePath(bytes: $0) }
-        if !layers.isEmpty {
+        if oci != nil {
+            if !layers.isEmpty { throw failure("--from-oci and --from-tar cannot be used together", usage: true) }
+            if arguments.has(Flag.fromFile) { throw failure("--from-oci and --from-file cannot be used together", usage: true) }
+            if arguments.has(Flag.tarWhiteouts) { throw failure("--tar-whiteouts needs --from-tar", usage: true) }
+            paths.insert("", at: 0)   // no SOURCE operand: the container image is the source
+        } else if !layers.isEmpty {
             if arguments.has(Flag.fromFile) { throw failure("--from-tar and --from-file cannot be used together", usage: true) }
             paths.insert("", at: 0)   // no SOURCE operand: the layers are the source
         } else if arguments.has(Flag.tarWhiteouts) {
             throw failure("--tar-whiteouts needs --from-tar", usage: true)
         }
+        if oci == nil && arguments.has(Flag.platform) { throw failure("--platform needs --from-oci", usage: true) }
         guard let source = paths.first else { throw failure("No source path specified", usage: true) }
-        guard !source.isEmpty || !layers.isEmpty else { throw failure("Empty source path specified") }
+        guard !source.isEmpty || !layers.isEmpty || oci != nil else { throw failure("Empty source path specified") }
         var image: FilePath? = nil
         if printDigestOnly {
             guard paths.count == 1 else {
@@ -175,7 +195,10 @@ enum MkComposefs: Tool {
 
         // The store's shared lock is kept until the process ends, after the
         // image is in place (see ObjectStore.Lock).
-        let (root, storeLock, commit) = try makeTree(source, layers: layers, arguments, threads: threadCount)
+        let (root, storeLock, commit) =
+            if let oci { try readContainerImage(oci, arguments) } else {
+                try makeTree(source, layers: layers, arguments, threads: threadCount)
+            }
         defer { withExtendedLifetime(storeLock) {} }
         try write(
             root, to: output, printDigest: printDigest,
@@ -238,62 +261,6 @@ enum MkComposefs: Tool {
     /// Upstream's EINVAL for --skip-xattrs with --user-xattrs, naming both.
     static func xattrOptionsConflict(_ source: FilePath) -> ToolFailure {
         failure("error accessing \(source): \(Errno.invalidArgument) (--skip-xattrs and --user-xattrs together)")
-    }
-
-    /// Flattens the tar layers (streamed once each, objects stored on the
-    /// way) and starts making the stored objects durable (the image waits
-    /// for that before it names them).
-    static func readLayers(_ layers: [FilePath], _ arguments: Arguments) throws(ToolFailure) -> (Node, ObjectStore.Lock?, PendingCommit?) {
-        var options = TarLayer.Options()
-        options.useEpoch = arguments.has(Flag.useEpoch)
-        options.skipDevices = arguments.has(Flag.skipDevices)
-        options.skipXattrs = arguments.has(Flag.skipXattrs)
-        options.userXattrsOnly = arguments.has(Flag.userXattrs)
-        switch arguments.lastText(Flag.tarWhiteouts) {
-        case nil, "oci": options.whiteouts = .oci
-        case "overlay": options.whiteouts = .overlay
-        case let mode?: throw failure("Invalid --tar-whiteouts mode \(mode) (oci or overlay)")
-        }
-        if options.whiteouts == .overlay && layers.count != 1 {
-            throw failure("--tar-whiteouts=overlay takes exactly one --from-tar layer")
-        }
-        if options.skipXattrs && options.userXattrsOnly {
-            throw xattrOptionsConflict(layers[0])
-        }
-        if layers.filter({ $0 == "-" }).count > 1 { throw failure("standard input ('-') can be only one layer") }
-        options.warn = { Terminal.error("mkcomposefs: \($0)\n") }
-        if let dir = arguments.last(Flag.digestStore) {
-            do { options.store = try ObjectStore(path: FilePath(bytes: dir)) } catch { throw failure("cannot fill store: \(error)") }
-        }
-        var flattened = OCILayers(options: options)
-        do throws(ToolFailure) {
-            for layer in layers { try readLayer(layer, into: &flattened) }
-            let root = flattened.finish()
-            if let store = options.store {
-                // Files replaced by later entries or layers leave no object
-                // (as extracting and scanning would not).
-                store.discardPending(keeping: OCILayers.objects(in: root))
-                return (root, store.lock, PendingCommit(store))
-            }
-            return (root, nil, nil)
-        } catch {
-            options.store?.discardPending()
-            throw error
-        }
-    }
-
-    static func readLayer(_ layer: FilePath, into flattened: inout OCILayers) throws(ToolFailure) {
-        let stdin = layer == "-"
-        let fd: FileDescriptor
-        if stdin {
-            fd = .standardInput
-        } else {
-            do { fd = try .open(layer, .readOnly) } catch { throw failure("cannot open '\(layer)': \(error)") }
-        }
-        defer { if !stdin { try? fd.close() } }
-        let reader: TarReader
-        do { reader = try TarReader(fd: fd, source: stdin ? "<stdin>" : layer) } catch { throw failure("\(error)") }
-        do { try flattened.add(reader) } catch { throw failure("\(error)") }
     }
 
     /// Streams the image to its output (or nowhere), hashing it on the way

@@ -87,7 +87,7 @@ extension ObjectStore {
             }
             // Written before its name was known: into the staging area now
             // if that is where its fan-out directory is.
-            if try store.staging.placement(digest[0]) == .area { s = try store.staging.moveToArea(s, as: name, fanOut: digest[0]) }
+            if try store.staging.destination(digest[0]) == .area { s = try store.staging.moveToArea(s, as: name, fanOut: digest[0]) }
             try store.stage(s, as: name, size: length)
             return digest
         }

@@ -107,13 +107,16 @@ public final class ObjectStore: @unchecked Sendable {
 
     /// Opens (creating it, mode 0755, if needed) the store at `path` for
     /// adding objects, and removes temporary files abandoned by dead runs.
-    public init(path: FilePath) throws(Error) {
+    /// With `holdUntilCommit`, no object is published before `commit()`:
+    /// every new one waits, named, in a staging area (a run that fails, or
+    /// is killed, leaves the store as it was; see `discardPending()`).
+    public init(path: FilePath, holdUntilCommit: Bool = false) throws(Error) {
         let p = Self.trimmed(path)
         self.path = p
         try Self.makeDirectories(p)
         lock = try Lock(store: p, .shared)
         directory = try StoreDirectory(p, writable: true)
-        staging = StagingAreas(directory)
+        staging = StagingAreas(directory, holdsAll: holdUntilCommit)
         isWritable = true
         batchObjects = Self.chooseBatchSize()
         // Named temporary files (the fallback for filesystems without
@@ -229,7 +232,8 @@ public final class ObjectStore: @unchecked Sendable {
             return (p.objects.count >= batchObjects || p.bytes >= Self.batchBytes, early)
         }
         staged.area?.writers.leave()   // before a commit, which waits for the area's writers
-        if full { try commit() } else if early { startWriteback() }
+        // Held objects are all in staging areas, closed: nothing to free.
+        if full && !staging.holdsAll { try commit() } else if early || full { startWriteback() }
     }
 
     /// Every `writebackStep` bytes staged, the data starts on its way to
@@ -331,7 +335,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// staging area when the store has no such directory yet.
     func createObjectFile(_ name: [UInt8], fanOut first: UInt8) throws(Error) -> Staged {
         guard isWritable else { throw .store(path: path, operation: .writing, errno: .badFileDescriptor) }
-        switch try staging.placement(first) {
+        switch try staging.destination(first) {
         case .store: return try directory.createObjectFile(fanOut: first)
         case .area: return try staging.createInArea(name, fanOut: first)
         }

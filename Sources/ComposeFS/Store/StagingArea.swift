@@ -83,7 +83,21 @@ final class StagingAreas: @unchecked Sendable {
     /// Objects a `Writer` or `insertOnce` claimed in this run.
     private let claimed = Locked<Set<[UInt8]>>([])
 
-    init(_ store: StoreDirectory) { self.store = store }
+    /// Every new object goes to a staging area, whatever the store has:
+    /// nothing is published before the final commit (`ObjectStore`'s
+    /// `holdUntilCommit`).
+    let holdsAll: Bool
+
+    init(_ store: StoreDirectory, holdsAll: Bool = false) {
+        self.store = store
+        self.holdsAll = holdsAll
+    }
+
+    /// Where a new object of fan-out directory `first` is written: its
+    /// placement, or the staging area when everything is held.
+    func destination(_ first: UInt8) throws(Error) -> Placement {
+        holdsAll ? .area : try placement(first)
+    }
 
     /// The store's fan-out directory `first` exists: objects go to
     /// anonymous files linked into it. It does not: to a staging area

@@ -8,6 +8,13 @@ public enum CurrentProcess {
     public static var effectiveGroupID: gid_t { getegid() }
     public static var id: pid_t { getpid() }
 
+    /// The machine's hardware name (`uname -m`: `x86_64`, `aarch64`).
+    public static var machine: String {
+        var u = utsname()
+        guard uname(&u) == 0 else { return "unknown" }
+        return withUnsafeBytes(of: u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
     /// Whether this process is in the initial user namespace (its uid map
     /// is the identity over the whole range), where root may mount EROFS.
     public static var isInInitialUserNamespace: Bool {

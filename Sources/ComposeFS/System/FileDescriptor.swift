@@ -135,6 +135,14 @@ public struct FileDescriptor: Hashable, Sendable {
         return try Self.retrying { pread(rawValue, buffer.baseAddress, buffer.count, off_t(offset)) }
     }
 
+    /// Up to `count` bytes at `offset` (fewer at the end of the file).
+    public func read(count: Int, at offset: Int) throws(Errno) -> [UInt8] {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
+        defer { buffer.deallocate() }
+        let n = try readAll(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), at: offset)
+        return Array(buffer[0..<n])
+    }
+
     /// Reads at `offset` until `buffer` is full or the file ends; the count.
     public func readAll(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(Errno) -> Int {
         var done = 0

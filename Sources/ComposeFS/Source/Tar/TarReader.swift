@@ -93,14 +93,27 @@ public final class TarReader {
         }
     }
 
+    /// Reads an uncompressed tar stream that `open` attaches to the archive
+    /// (with `archive_read_open` and callbacks of its own; the caller keeps
+    /// what they use alive while the reader lives).
+    init(source: FilePath, uncompressed open: (OpaquePointer) -> Int32) throws(Error) {
+        self.source = source
+        archive = try Self.makeArchive(source, filters: false)
+        guard open(archive) == ARCHIVE_OK else {
+            throw .header(source: source, offset: 0, message: Self.message(archive))
+        }
+    }
+
     deinit { archive_read_free(archive) }
 
-    private static func makeArchive(_ source: FilePath) throws(Error) -> OpaquePointer {
+    private static func makeArchive(_ source: FilePath, filters: Bool = true) throws(Error) -> OpaquePointer {
         guard let a = archive_read_new() else { throw .open(source: source, errno: Errno(ENOMEM)) }
         // Only these: each one linked in is code that reads hostile input.
-        archive_read_support_filter_gzip(a)
-        archive_read_support_filter_xz(a)
-        archive_read_support_filter_zstd(a)
+        if filters {
+            archive_read_support_filter_gzip(a)
+            archive_read_support_filter_xz(a)
+            archive_read_support_filter_zstd(a)
+        }
         archive_read_support_format_tar(a)
         archive_read_support_format_empty(a)
         return a
