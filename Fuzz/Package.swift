@@ -25,6 +25,8 @@ let package = Package(
         .executableTarget(name: "fuzz-mount-options", dependencies: ["FuzzSupport", properties]),
         .executableTarget(name: "fuzz-tar", dependencies: ["FuzzSupport", properties]),
         .executableTarget(name: "fuzz-fuse", dependencies: ["FuzzSupport", properties]),
+        .executableTarget(name: "fuzz-oci-json", dependencies: ["FuzzSupport", properties]),
+        .executableTarget(name: "fuzz-oci-archive", dependencies: ["FuzzSupport", properties]),
         // Writes the seed corpora (Fuzz/Corpus/<target>/gen-*).
         .executableTarget(
             name: "fuzz-seedgen",

@@ -13,6 +13,8 @@ import Testing
 //     Fixtures/fuzz-regressions/fuzz-mount-options/*  Properties.checkMountOptions: Mount.Options.parse
 //     Fixtures/fuzz-regressions/fuzz-tar/*            Properties.checkTar: TarReader → TarLayer → OCILayers → ImageWriter
 //     Fixtures/fuzz-regressions/fuzz-fuse/*           Properties.checkFuseInput: the FUSE handlers on an image, one raw request
+//     Fixtures/fuzz-regressions/fuzz-oci-json/*       Properties.checkOCIDocument: JSON, descriptors, diff_ids
+//     Fixtures/fuzz-regressions/fuzz-oci-archive/*    Properties.checkOCIArchive: an image archive's member index
 //
 // Every file in those directories is replayed; to add a reproducer, copy the
 // (minimised) crash file there under a descriptive name. A violation, which
@@ -40,7 +42,9 @@ struct FuzzRegressionTests {
 
     @Test("every fuzz target has replayable inputs")
     func inputsExist() {
-        for t in ["fuzz-dump", "fuzz-image", "fuzz-mount-options", "fuzz-tar", "fuzz-fuse"] {
+        for t in [
+            "fuzz-dump", "fuzz-image", "fuzz-mount-options", "fuzz-tar", "fuzz-fuse", "fuzz-oci-json", "fuzz-oci-archive"
+        ] {
             #expect(!Self.inputs(t).isEmpty, "no inputs in Fixtures/fuzz-regressions/\(t)")
         }
     }
@@ -68,6 +72,16 @@ struct FuzzRegressionTests {
     @Test("fuzz-fuse inputs", arguments: inputs("fuzz-fuse"))
     func fuse(_ name: String) throws {
         Properties.checkFuseInput(try Self.load("fuzz-fuse", name), report: Self.record(name))
+    }
+
+    @Test("fuzz-oci-json inputs", arguments: inputs("fuzz-oci-json"))
+    func ociJSON(_ name: String) throws {
+        Properties.checkOCIDocument(try Self.load("fuzz-oci-json", name), report: Self.record(name))
+    }
+
+    @Test("fuzz-oci-archive inputs", arguments: inputs("fuzz-oci-archive"))
+    func ociArchive(_ name: String) throws {
+        Properties.checkOCIArchive(try Self.load("fuzz-oci-archive", name), report: Self.record(name))
     }
 
     // MARK: Leak found by fuzzing
