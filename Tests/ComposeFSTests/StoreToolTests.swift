@@ -126,6 +126,25 @@ import Testing
         #expect(try f.objects() == before)
     }
 
+    /// An image removed between the search for roots and its reading (a
+    /// removal racing the collection) is gone, not an error: its objects
+    /// go; one that is there but damaged still stops everything.
+    @Test func anImageRemovedWhileCollectingIsGone() throws {
+        let f = try Fixture()
+        try f.make(try f.tree(0), f.image("a.cfs"))
+        try f.make(try f.tree(1), f.image("b.cfs"))
+        let sets = try StoreMaintenance.objects(
+            of: [FilePath(f.image("a.cfs")), FilePath(f.image("gone.cfs"))], removedIsGone: true)
+        #expect(sets.count == 2 && sets[0]?.count == 18 && sets[1] == nil)
+        #expect(throws: StoreMaintenance.Error.self) {
+            try StoreMaintenance.objects(of: [FilePath(f.image("gone.cfs"))], removedIsGone: false)
+        }
+        try FileManager.default.removeItem(atPath: f.image("b.cfs"))
+        let r = try f.store(["gc", f.store, f.images])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try f.objects() == (try f.referenced([f.image("a.cfs")])))
+    }
+
     /// Symlinks, stray files and directories in the store are reported,
     /// never followed or removed; an unreadable root stops everything.
     @Test func foreignEntriesAndDamagedRoots() throws {

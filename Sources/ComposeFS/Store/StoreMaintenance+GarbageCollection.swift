@@ -22,7 +22,7 @@ extension StoreMaintenance {
     /// The store's lock is taken exclusively first (waiting for writers,
     /// or failing at once without `wait`), and only then are the roots
     /// searched, so every image written for the objects present is among
-    /// them; then every image is read in
+    /// them, and the roots' filesystems synced; then every image is read in
     /// full (one that cannot be read ends the run before anything is
     /// removed); then the unreferenced objects go, one `unlink` each (a run
     /// killed half way leaves a store the next run finishes). Nothing is
@@ -42,8 +42,14 @@ extension StoreMaintenance {
         defer { withExtendedLifetime(lock) {} }
         var result = Collection()
         result.roots = try findImages(roots)
+        if !dryRun { try makeDurable(roots) }
         var referenced = Set<ObjectID>()
-        for set in try objects(of: result.roots.images) { referenced.formUnion(set) }
+        // An image removed since it was found is gone: its objects may go.
+        let sets = try objects(of: result.roots.images, removedIsGone: true)
+        for (image, set) in zip(result.roots.images, sets) {
+            if let set { referenced.formUnion(set) } else { result.roots.skipped.append((image, "removed while the collection ran")) }
+        }
+        result.roots.images = zip(result.roots.images, sets).compactMap { $1 == nil ? nil : $0 }
         let contents: ObjectStore.Contents
         do { contents = try store.contents() } catch { throw .store(error) }
 
@@ -62,6 +68,26 @@ extension StoreMaintenance {
         }
         if !dryRun { result.temporariesRemoved = removeAbandoned(contents.temporaries, in: store) }
         return result
+    }
+
+    /// Makes the roots as they were found durable before any object goes
+    /// (`syncfs` of each root's filesystem): an image removed just before
+    /// this run must not come back after a power cut without the objects
+    /// removed because it was gone. On the store's own journaled
+    /// filesystem the journal already orders the removal first; images on
+    /// another filesystem have no such order.
+    static func makeDurable(_ roots: [FilePath]) throws(Error) {
+        var synced = Set<UInt64>()
+        for root in roots {
+            do {
+                let fd = try FileDescriptor.open(root, .readOnly)
+                defer { try? fd.close() }
+                guard synced.insert(UInt64(try fd.stat().st_dev)).inserted else { continue }
+                try fd.syncFilesystem()
+            } catch {
+                throw .access(path: root, errno: error)
+            }
+        }
     }
 
     /// Temporary files and staging areas no live writer holds (their

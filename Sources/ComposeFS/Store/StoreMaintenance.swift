@@ -136,16 +136,26 @@ public enum StoreMaintenance {
     public static func objects(of images: [FilePath], threads: Int = CurrentProcess.availableCPUs)
         throws(Error) -> [Set<ObjectID>]
     {
+        try objects(of: images, threads: threads, removedIsGone: false).map { $0 ?? [] }
+    }
+
+    /// As `objects(of:threads:)`; with `removedIsGone`, an image removed
+    /// since it was found (ENOENT when it is opened) gives nil instead of
+    /// an error.
+    static func objects(of images: [FilePath], threads: Int = CurrentProcess.availableCPUs, removedIsGone: Bool)
+        throws(Error) -> [Set<ObjectID>?]
+    {
         let results = Locked<[Result<Set<ObjectID>, Error>?]>(Array(repeating: nil, count: images.count))
         Parallel.forEach(count: images.count, threads: threads) { i, _ in
             let r: Result<Set<ObjectID>, Error>
             do throws(Error) { r = .success(try objects(of: images[i])) } catch { r = .failure(error) }
             results.withLock { $0[i] = r }
         }
-        var out: [Set<ObjectID>] = []
+        var out: [Set<ObjectID>?] = []
         for r in results.withLock({ $0 }) {
             switch r! {
             case .success(let s): out.append(s)
+            case .failure(.access(_, let e)) where removedIsGone && e == .noSuchFileOrDirectory: out.append(nil)
             case .failure(let e): throw e
             }
         }
