@@ -151,6 +151,15 @@ public final class OutputFile {
                 try fd.close()
                 try FileDescriptor.currentDirectory.rename(temporary!, to: final, in: .currentDirectory)
                 temporary = nil
+                // The new name durable too: once this returns, a power cut
+                // cannot take the image back. Where a directory cannot be
+                // opened or synced (no read permission, a filesystem that
+                // answers EINVAL) only an I/O error counts.
+                do {
+                    let dir = try FileDescriptor.open(final.directory, .readOnly, options: [.directory])
+                    defer { try? dir.close() }
+                    try dir.sync()
+                } catch let error where error != .ioError {}
             } catch {
                 throw .write(path: path, errno: error)
             }
