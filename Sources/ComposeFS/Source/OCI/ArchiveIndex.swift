@@ -55,81 +55,110 @@ public struct ArchiveIndex: Sendable {
         self.path = path
         var offset: Int64 = 0
         var header = [UInt8](repeating: 0, count: 512)
-        // Extended names and sizes for the next member (pax 'x', GNU 'L'/'K').
-        var paxPath: [UInt8]? = nil
-        var paxLink: [UInt8]? = nil
-        var paxSize: Int64? = nil
+        var pending = Extensions()
         var seen = Set<[UInt8]>()
         while offset + 512 <= size {
             try Self.read(read, into: &header, at: offset, path: path)
             if header.allSatisfy({ $0 == 0 }) { break }   // the end-of-archive blocks
-            guard Self.checksumMatches(header) else { throw .header(path: path, offset: offset, message: "bad checksum") }
-            guard var memberSize = Self.number(header[124..<136]) else {
-                throw .header(path: path, offset: offset, message: "bad size field")
-            }
-            if let s = paxSize { memberSize = s }
-            let type = header[156]
-            let dataOffset = offset + 512
-            let (blocks, overflow) = memberSize.addingReportingOverflow(511)
-            guard !overflow, memberSize >= 0, dataOffset + memberSize <= size else {
-                throw .truncated(path: path, member: Self.field(header[0..<100]), size: memberSize)
-            }
-            let next = dataOffset + (blocks / 512) * 512
+            let member = try Self.extent(header, at: offset, archiveSize: size, pending: pending, path: path)
+            let next = member.offset + ((member.size + 511) / 512) * 512
+            defer { offset = next }
+            if try pending.take(header[156], member, headerOffset: offset, read: read, path: path) { continue }
+            let (raw, linkTarget) = Self.names(header, pending)
+            pending = Extensions()
+            try record(raw, type: header[156], link: linkTarget, member: member, seen: &seen)
+        }
+    }
+
+    /// Names and size that pax (`x`) and GNU (`L`, `K`) headers give the
+    /// member after them.
+    struct Extensions {
+        var path: [UInt8]? = nil
+        var link: [UInt8]? = nil
+        var size: Int64? = nil
+
+        /// Takes in the extension header of `type` whose data is `member`;
+        /// false for any other type (a member).
+        mutating func take(
+            _ type: UInt8, _ member: Member, headerOffset: Int64, read: (Int64, Int) throws(Errno) -> [UInt8], path: FilePath
+        ) throws(Error) -> Bool {
             switch type {
             case UInt8(ascii: "x"):
-                // A pax extended header for the next member.
-                guard memberSize <= 1 << 20 else { throw .header(path: path, offset: offset, message: "pax header over 1 MiB") }
-                var data = [UInt8](repeating: 0, count: Int(memberSize))
-                try Self.read(read, into: &data, at: dataOffset, path: path)
-                for (key, value) in try Self.paxRecords(data, path: path, offset: offset) {
+                guard member.size <= 1 << 20 else { throw .header(path: path, offset: headerOffset, message: "pax header over 1 MiB") }
+                var data = [UInt8](repeating: 0, count: Int(member.size))
+                try ArchiveIndex.read(read, into: &data, at: member.offset, path: path)
+                for (key, value) in try ArchiveIndex.paxRecords(data, path: path, offset: headerOffset) {
                     switch key {
-                    case Array("path".utf8): paxPath = value
-                    case Array("linkpath".utf8): paxLink = value
+                    case Array("path".utf8): self.path = value
+                    case Array("linkpath".utf8): link = value
                     case Array("size".utf8):
-                        guard let v = Self.decimal(value) else { throw .header(path: path, offset: offset, message: "bad pax size") }
-                        paxSize = v
+                        guard let v = ArchiveIndex.decimal(value) else {
+                            throw .header(path: path, offset: headerOffset, message: "bad pax size")
+                        }
+                        size = v
                     default: break
                     }
                 }
-                offset = next
-                continue
+                return true
             case UInt8(ascii: "g"):
-                offset = next
-                continue
+                return true   // global pax headers: nothing a blob's name needs
             case UInt8(ascii: "L"), UInt8(ascii: "K"):
-                guard memberSize <= 1 << 16 else { throw .header(path: path, offset: offset, message: "long name over 64 KiB") }
-                var data = [UInt8](repeating: 0, count: Int(memberSize))
-                try Self.read(read, into: &data, at: dataOffset, path: path)
+                guard member.size <= 1 << 16 else { throw .header(path: path, offset: headerOffset, message: "long name over 64 KiB") }
+                var data = [UInt8](repeating: 0, count: Int(member.size))
+                try ArchiveIndex.read(read, into: &data, at: member.offset, path: path)
                 let name = Array(data.prefix { $0 != 0 })
-                if type == UInt8(ascii: "L") { paxPath = paxPath ?? name } else { paxLink = paxLink ?? name }
-                offset = next
-                continue
+                if type == UInt8(ascii: "L") { self.path = self.path ?? name } else { link = link ?? name }
+                return true
             default:
-                break
+                return false
             }
-            var raw = paxPath ?? Self.field(header[0..<100])
-            if paxPath == nil && Array(header[257..<263]) == Array("ustar\0".utf8) {
-                let prefix = Self.field(header[345..<500])
-                if !prefix.isEmpty { raw = prefix + [UInt8(ascii: "/")] + raw }
+        }
+    }
+
+    /// Where the data of the member whose header is at `offset` lies
+    /// (its size from a pax header where one came first).
+    static func extent(_ header: [UInt8], at offset: Int64, archiveSize: Int64, pending: Extensions, path: FilePath)
+        throws(Error) -> Member
+    {
+        guard Self.checksumMatches(header) else { throw .header(path: path, offset: offset, message: "bad checksum") }
+        guard var memberSize = Self.number(header[124..<136]) else {
+            throw .header(path: path, offset: offset, message: "bad size field")
+        }
+        if let s = pending.size { memberSize = s }
+        let dataOffset = offset + 512
+        let (_, overflow) = memberSize.addingReportingOverflow(511)
+        guard !overflow, memberSize >= 0, dataOffset + memberSize <= archiveSize else {
+            throw .truncated(path: path, member: Self.field(header[0..<100]), size: memberSize)
+        }
+        return Member(offset: dataOffset, size: memberSize)
+    }
+
+    /// A member's name (with a ustar prefix) and link target, extended
+    /// ones first.
+    static func names(_ header: [UInt8], _ pending: Extensions) -> (name: [UInt8], link: [UInt8]) {
+        var raw = pending.path ?? Self.field(header[0..<100])
+        if pending.path == nil && Array(header[257..<263]) == Array("ustar\0".utf8) {
+            let prefix = Self.field(header[345..<500])
+            if !prefix.isEmpty { raw = prefix + [UInt8(ascii: "/")] + raw }
+        }
+        return (raw, pending.link ?? Self.field(header[157..<257]))
+    }
+
+    /// Records a regular file or a link; directories and other types are
+    /// not blobs.
+    mutating func record(_ raw: [UInt8], type: UInt8, link: [UInt8], member: Member, seen: inout Set<[UInt8]>) throws(Error) {
+        guard let name = Self.normalize(raw) else { throw .unsafeName(path: path, member: raw) }
+        if name.isEmpty { return }   // "./": the archive's root
+        switch type {
+        case 0, UInt8(ascii: "0"), UInt8(ascii: "7"), UInt8(ascii: "1"), UInt8(ascii: "2"):
+            guard seen.insert(name).inserted else { throw .duplicate(path: path, member: name) }
+            if type == UInt8(ascii: "1") || type == UInt8(ascii: "2") {
+                links[name] = (link, type == UInt8(ascii: "2"))
+            } else {
+                files[name] = member
             }
-            let linkTarget = paxLink ?? Self.field(header[157..<257])
-            paxPath = nil
-            paxLink = nil
-            paxSize = nil
-            offset = next
-            guard let name = Self.normalize(raw) else { throw .unsafeName(path: path, member: raw) }
-            if name.isEmpty { continue }   // "./": the archive's root
-            switch type {
-            case 0, UInt8(ascii: "0"), UInt8(ascii: "7"), UInt8(ascii: "1"), UInt8(ascii: "2"):
-                guard seen.insert(name).inserted else { throw .duplicate(path: path, member: name) }
-                if type == UInt8(ascii: "1") || type == UInt8(ascii: "2") {
-                    links[name] = (linkTarget, type == UInt8(ascii: "2"))
-                } else {
-                    files[name] = Member(offset: dataOffset, size: memberSize)
-                }
-            default:
-                continue   // directories and anything else: not blobs
-            }
+        default:
+            return
         }
     }
 
