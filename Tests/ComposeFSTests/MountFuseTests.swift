@@ -178,7 +178,7 @@ import Testing
     /// No server of `image` still runs (it ends with its mount).
     static func expectNoServerLeft(_ image: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         var left = ""
-        for _ in 0..<200 {
+        for _ in 0..<1000 {   // 10 s: a server built with a sanitizer ends slowly
             left = try sh("ps -eo stat=,args= | awk '$1 !~ /^Z/' | grep -F -- '\(image)' | grep -v -e grep -e awk || true")
             if left.isEmpty { return }
             usleep(10_000)

@@ -157,10 +157,14 @@ extension Fuse {
         /// it never accepts writes).
         static let requestBufferSize = 64 << 10
 
-        /// With debugging on: a line per request.
-        public var debug: (@Sendable (String) -> Void)?
+        /// With debugging on: a line per request. Fixed before any thread
+        /// starts (the threads read it without a lock).
+        public let debug: (@Sendable (String) -> Void)?
 
-        public init(device: FileDescriptor) { self.device = device }
+        public init(device: FileDescriptor, debug: (@Sendable (String) -> Void)? = nil) {
+            self.device = device
+            self.debug = debug
+        }
 
         /// Runs until the connection ends; `makeWorker` is called once per thread.
         /// Every thread but the first reads from its own clone of the

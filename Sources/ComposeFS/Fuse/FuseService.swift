@@ -198,7 +198,7 @@ public enum FuseService {
         case .full:
             do { fuseMount = try Fuse.Mount.mount(at: c.target, options: mountOptions) } catch { throw .mount(error) }
             connection = fuseMount!.device
-            server = Fuse.Server(device: connection)
+            server = Fuse.Server(device: connection, debug: c.debug)
             how = "FUSE (\(fuseMount!.method == .kernel ? "mounted by this process" : "mounted by fusermount3"))"
         case .overlayLower:
             // The overlay looks the lower layer up while it is made: the
@@ -207,8 +207,7 @@ public enum FuseService {
             do { detached = try Fuse.DetachedMount(options: mountOptions) } catch { throw .mount(error) }
             connection = detached.device
             fuseMount = nil
-            server = Fuse.Server(device: connection)
-            server.debug = c.debug
+            server = Fuse.Server(device: connection, debug: c.debug)
             threads = try? SystemThread { server.run(threads: c.threads) { _ in fs.makeWorker() } }
             do {
                 var environment = Mount.Environment()
@@ -233,7 +232,6 @@ public enum FuseService {
             // filesystem goes with it and the server's reads end.
             try? detached.mount.close()
         }
-        server.debug = c.debug
         let unmount: @Sendable () -> Void = { fuseMount?.unmount() }
         _ = try? SystemThread {
             _ = Signals.wait(signals)
