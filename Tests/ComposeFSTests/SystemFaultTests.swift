@@ -72,6 +72,36 @@ import Testing
         #expect(objects.count == 24)
     }
 
+    /// Another writer may take a staging area for abandoned between its
+    /// `mkdir` and its lock, and remove it: the run makes another one and
+    /// completes (the race a concurrent run hit once).
+    @Test func stagingAreaRemovedBeforeItsLock() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let src = try Self.makeTree(dir)
+        let store = dir.file("objects")
+        let removed = Locked<Int>(0)
+        SystemFaults.inject { call in
+            guard call.call == .open, call.path?.description.hasPrefix(".tmp-") == true,
+                let file = call.file?.description, file.hasPrefix(store + "/.tmp-"),
+                removed.withLock({ n in
+                    n += 1
+                    return n == 1
+                })
+            else { return nil }
+            rmdir(file)   // as removeIfAbandoned does, before the writer opens it
+            return nil
+        }
+        defer { SystemFaults.clear() }
+        _ = try Self.scan(src, store: store)
+        SystemFaults.clear()
+        #expect(removed.withLock { $0 } >= 2, "the staging area was not made again")
+        try FaultInjectionTests.expectStoreCorrect(store)
+        let objects = try FileManager.default.subpathsOfDirectory(atPath: store).filter { $0.count == 65 }
+        #expect(objects.count == 24)
+        #expect(Self.temporaries(in: store).isEmpty)
+    }
+
     @Test func unreadableSourceFile() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

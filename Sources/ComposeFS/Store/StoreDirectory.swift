@@ -161,6 +161,11 @@ final class StoreDirectory: @unchecked Sendable {
             do {
                 let t = try FileDescriptor.open(name, .readWrite, options: [.create, .exclusiveCreate], permissions: 0o600, relativeTo: fd)
                 try? t.lock(exclusive: false)   // held (shared) until the file is renamed or removed
+                // A writer may have taken it for abandoned before the lock.
+                guard isStill(name, t) else {
+                    try? t.close()
+                    continue
+                }
                 return ObjectStore.Staged(fd: t, name: "", tempName: name)
             } catch let error where error == .fileExists {
                 continue
@@ -317,19 +322,24 @@ final class StoreDirectory: @unchecked Sendable {
             do {
                 area = try .open(name, .readOnly, options: [.directory, .noFollow], relativeTo: fd)
                 try area.lock(exclusive: false)
+            } catch let error where error == .noSuchFileOrDirectory {
+                continue   // taken for abandoned and removed before it was opened: try again
             } catch {
                 throw .store(path: shown(name.bytes), operation: .creatingTemporary, errno: error)
             }
             // A writer that opened the store just now may have taken it for
             // abandoned before the lock: then it is gone, try again.
-            if let mine = try? area.stat(), let there = try? fd.stat(name),
-                mine.st_ino == there.st_ino && mine.st_dev == there.st_dev
-            {
-                return (name, area)
-            }
+            if isStill(name, area) { return (name, area) }
             try? area.close()
         }
         throw .store(path: path, operation: .creatingTemporary, errno: .fileExists)
+    }
+
+    /// Whether `name` is still the file open as `t` (a temporary this
+    /// writer made and then locked: not removed as abandoned meanwhile).
+    private func isStill(_ name: FilePath, _ t: FileDescriptor) -> Bool {
+        guard let mine = try? t.stat(), let there = try? fd.stat(name) else { return false }
+        return mine.st_ino == there.st_ino && mine.st_dev == there.st_dev
     }
 
     /// Removes what is left of a staging directory: its fan-out directories
