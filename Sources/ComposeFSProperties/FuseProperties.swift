@@ -76,7 +76,8 @@ extension Properties {
                 _ = call(.lseek, node, le64(fh) + le64(0) + le32(3) + le32(0))
                 _ = call(.release, node, le64(fh) + le32(0) + le32(0) + le64(0))
             }
-            guard let (oe, _) = call(.opendir, node, le32(0) + le32(0)), oe == 0 else { continue }
+            // ENOSYS: the kernel would open it itself (no-opendir support offered).
+            guard let (oe, _) = call(.opendir, node, le32(0) + le32(0)), oe == 0 || oe == -Errno.noFunction.rawValue else { continue }
             for opcode in [Fuse.Opcode.readdir, .readdirplus] {
                 var offset: UInt64 = 0
                 var rounds = 0

@@ -82,6 +82,7 @@ import Testing
             switch how {
             case "flip": "printf '\\\\377' | dd of='\(path)' bs=1 seek=500000 conv=notrunc status=none"
             case "truncate": "truncate -s 999999 '\(path)'"
+            case "flip20k": "printf '\\\\377' | dd of='\(path)' bs=1 seek=15000 conv=notrunc status=none"
             default: "rm '\(path)'"
             }
         }
@@ -90,6 +91,36 @@ import Testing
         } else {
             try sh(change(object))
         }
+    }
+
+    /// A small object's bytes are kept from its check while the file is
+    /// open, and its reads are served from them: the bytes that hashed to
+    /// the digest, whatever happens to the object afterwards. A new open
+    /// reads the object again, each block checked: EIO.
+    @Test(.fuse) func aSmallObjectIsServedAsItWasChecked() throws {
+        let f = try MountTests.Fixture()
+        try f.buildTree()
+        let good = pseudoRandomBytes(20_000, seed: 7)
+        try #require(good[15_000] != 0xff, "the damage below changes a byte")
+        try Data(good).write(to: URL(fileURLWithPath: f.source + "/sub/small-object"))
+        try f.makeImage()
+        let d = try FsVerity.digest(path: FilePath(f.source + "/sub/small-object"))
+        let object = f.store + "/" + String(decoding: FsVerity.objectPath(d), as: UTF8.self)
+        let mount = try FuseRun(options: "source=\(f.image),basedir=\(f.store),verity", target: f.target)
+        let path = f.target + "/sub/small-object"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var first = [UInt8](repeating: 0, count: 100)
+        #expect(Glibc.read(fd, &first, 100) == 100 && first == Array(good[0..<100]))
+        try Self.damage(object, "flip20k")
+        try Self.evict(path)
+        var rest = [UInt8](repeating: 0, count: 30_000)
+        let n = pread(fd, &rest, rest.count, 0)
+        #expect(n == 20_000 && Array(rest[0..<max(0, n)]) == good, "the open file reads the checked bytes")
+        try Self.evict(path)
+        #expect(Self.read(path) == .failure(.ioError), "a new open checks the changed object")
+        #expect(mount.stderr.contains("composefs-fuse: /sub/small-object: "), "\(mount.stderr)")
     }
 
     @Test(.fuse) func intactObjectsAreServed() throws {

@@ -57,6 +57,9 @@ public final class ComposefsFileSystem: @unchecked Sendable {
     let options: Options
     let objectDirectories: [FileDescriptor]
     let hasACL: Bool
+    /// The kernel opens directories itself (FUSE_NO_OPENDIR_SUPPORT): two
+    /// requests fewer per directory listed.
+    let opensDirectories = Atomic<Bool>(false)
     /// Trees of objects checked in userspace, by nid.
     private let trees = Locked<[UInt64: FsVerity.Tree]>([:])
     /// The first name and parent each node was looked up by (for messages).
@@ -132,11 +135,20 @@ public final class ComposefsFileSystem: @unchecked Sendable {
     final class OpenFile {
         let object: FileDescriptor?
         let tree: FsVerity.Tree?
+        /// A small object's bytes as they were read and hashed when its
+        /// tree was built (they are the ones the digest was checked
+        /// against): its reads are served from here, not read and hashed
+        /// a second time.
+        let verified: [UInt8]?
 
-        init(object: FileDescriptor?, tree: FsVerity.Tree?) {
+        init(object: FileDescriptor?, tree: FsVerity.Tree?, verified: [UInt8]? = nil) {
             self.object = object
             self.tree = tree
+            self.verified = verified
         }
+
+        /// Objects up to this size keep their checked bytes while open.
+        static let keptBytes = 128 << 10
 
         deinit { try? object?.close() }
     }
@@ -195,7 +207,9 @@ public final class ComposefsFileSystem: @unchecked Sendable {
             do {
                 let tree = try FsVerity.Tree.build(fd: object, expected: expected, buffer: scratch)
                 trees.withLock { $0[inode.nid] = tree }
-                return .success(OpenFile(object: object, tree: tree))
+                // Built in one pass of the buffer: it holds all the bytes hashed.
+                let kept = tree.size <= UInt64(min(OpenFile.keptBytes, scratch.count)) ? Array(scratch[0..<Int(tree.size)]) : nil
+                return .success(OpenFile(object: object, tree: tree, verified: kept))
             } catch {
                 switch error {
                 case .digest(let actual): return refuse(actual.hexString)

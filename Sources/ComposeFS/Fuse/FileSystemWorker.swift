@@ -69,8 +69,9 @@ final class FileSystemWorker: Fuse.Worker {
         }
         var wanted =
             Fuse.InitFlag.asyncRead | Fuse.InitFlag.exportSupport | Fuse.InitFlag.doReaddirplus
-            | Fuse.InitFlag.readdirplusAuto | Fuse.InitFlag.parallelDirops | Fuse.InitFlag.maxPages | Fuse.InitFlag.cacheSymlinks
+            | Fuse.InitFlag.parallelDirops | Fuse.InitFlag.maxPages | Fuse.InitFlag.cacheSymlinks
         if fs.hasACL { wanted |= Fuse.InitFlag.posixACL }
+        fs.opensDirectories.store(offered & Fuse.InitFlag.noOpendirSupport != 0, ordering: .relaxed)
         reply.writer.u32(Fuse.major)   // 0
         reply.writer.u32(Fuse.minor)   // 4
         reply.writer.u32(readahead)   // 8: max_readahead
@@ -164,6 +165,11 @@ final class FileSystemWorker: Fuse.Worker {
             }
             return
         }
+        if let bytes = file.verified {
+            guard offset < UInt64(bytes.count) else { return reply.send() }
+            let from = Int(offset)
+            return bytes.withUnsafeBytes { reply.send(data: UnsafeRawBufferPointer(rebasing: $0[from..<min(bytes.count, from + size)])) }
+        }
         guard let tree = file.tree else {
             switch readFully(object, into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<size]), at: offset) {
             case .success(let n): reply.send(data: UnsafeRawBufferPointer(rebasing: scratch[0..<n]))
@@ -198,6 +204,9 @@ final class FileSystemWorker: Fuse.Worker {
     }
 
     func opendir(_ request: Fuse.Request, _ reply: inout Fuse.Reply) {
+        // The kernel then opens every directory without a request, its
+        // listings kept (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR, as below).
+        if fs.opensDirectories.load(ordering: .relaxed) { return reply.fail(.noFunction) }
         guard let node = inode(request.node, &reply) else { return }
         guard node.type == .directory else { return reply.fail(.notDirectory) }
         reply.writer.u64(0)

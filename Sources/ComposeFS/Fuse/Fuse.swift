@@ -37,6 +37,9 @@ public enum Fuse {
         static let posixACL: UInt32 = 1 << 20
         static let maxPages: UInt32 = 1 << 22
         static let cacheSymlinks: UInt32 = 1 << 23
+        /// The kernel opens directories without asking when OPENDIR
+        /// answers ENOSYS (keeping their listings cached).
+        static let noOpendirSupport: UInt32 = 1 << 24
     }
 
     /// `fuse_open_out.open_flags`.
