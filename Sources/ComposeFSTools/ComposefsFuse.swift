@@ -29,6 +29,7 @@ enum ComposefsFuse: Tool {
           verity               Serve no byte that is not the image's: every object is
                                checked against its fs-verity digest, and every block read
           noacl                Report no ACL support
+          busy_poll=USEC       Keep polling for the next request this long (default 50; 0: never)
           allow_other          Let other users than the mounting one use the mount
           ro, default_permissions, auto_unmount   Always so
         Flags:
@@ -77,6 +78,7 @@ enum ComposefsFuse: Tool {
         c.fsname = options.fsname
         c.foreground = foreground
         c.threads = threads
+        c.busyPoll = options.busyPoll
         c.log = log(foreground: foreground)
         if debug { c.debug = { (line: String) in Terminal.error("composefs-fuse: \(line)\n") } }
         c.failed = { "composefs-fuse: \($0)\n" }

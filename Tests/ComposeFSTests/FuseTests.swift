@@ -53,6 +53,28 @@ import Testing
         }
     }
 
+    /// The server's shapes serve the same tree: the polling thread on the
+    /// only descriptor (-s), on a clone beside a sleeping reader (the
+    /// default), and no polling (busy_poll=0). Bad values are refused.
+    @Test(.fuse) func everyServerShapeServesTheTree() throws {
+        let f = try MountTests.Fixture()
+        try f.buildTree()
+        try f.makeImage()
+        let listing = "/usr/bin/python3 '\(Self.package)/scripts/tree-listing' --portable"
+        let expected = try sh("\(listing) '\(f.source)'")
+        for (options, flags) in [("", ["-s"]), ("", []), (",busy_poll=0", []), (",busy_poll=0", ["-s"]), (",busy_poll=1000000", [])] {
+            let mount = try FuseRun(
+                options: "source=\(f.image),basedir=\(f.store)\(options)", target: f.target, tool: ["composefs-fuse", "-f"] + flags)
+            #expect(try sh("\(listing) '\(f.target)'") == expected, "\(options) \(flags)")
+            #expect(try sh("cmp '\(f.source)/sub/big' '\(f.target)/sub/big' && echo same") == "same\n")
+            #expect(try mount.unmount() == 0)
+        }
+        for bad in ["busy_poll=", "busy_poll=-1", "busy_poll=1000001", "busy_poll=5us"] {
+            let r = try Tools.run("composefs-fuse", ["-o", "source=\(f.image),basedir=\(f.store),\(bad)", f.target])
+            #expect(r.status != 0 && r.err.hasPrefix("composefs-fuse: "), "\(bad): \(r.err)")
+        }
+    }
+
     /// The same image through the kernel (mount.composefs) and through
     /// FUSE: the same tree, but for the xattrs FUSE does not show.
     @Test(.fuse, .mounting) func sameTreeAsTheKernelMount() throws {

@@ -11,6 +11,14 @@ extension ComposefsFileSystem {
         public var allowOther = false
         public var debug = false
         public var fsname: String?
+        /// `busy_poll=USEC`: how long a server thread keeps polling for the
+        /// next request before it sleeps (0: never).
+        public var busyPoll = Self.defaultBusyPoll
+
+        /// 50 µs: long enough to catch the next request of a program that
+        /// walks or reads file after file, short enough that an idle mount
+        /// costs nothing.
+        public static let defaultBusyPoll: UInt64 = 50
 
         public init() {}
 
@@ -19,6 +27,7 @@ extension ComposefsFileSystem {
             case missingValue(String)
             case badBasedir
             case badDigest(String)
+            case badNumber(String, String)
             case readWrite
 
             public var description: String {
@@ -27,6 +36,7 @@ extension ComposefsFileSystem {
                 case .missingValue(let k): "No value specified for \(k) option"
                 case .badBasedir: "Value for basedir option has incorrect format"
                 case .badDigest(let d): "Invalid digest \(d): must be 64 hex digits"
+                case .badNumber(let k, let v): "Invalid value \(v) for \(k) option: must be a number of microseconds up to 1000000"
                 case .readWrite: "rw: a composefs mount is always read-only"
                 }
             }
@@ -54,6 +64,10 @@ extension ComposefsFileSystem {
                     digest = d
                     verity = true
                 case "verity": verity = true
+                case "busy_poll":
+                    let text = String(decoding: try required(), as: UTF8.self)
+                    guard let n = UInt64(text), n <= 1_000_000 else { throw .badNumber(key, text) }
+                    busyPoll = n
                 case "noacl": noACL = true
                 case "allow_other": allowOther = true
                 case "debug": debug = true

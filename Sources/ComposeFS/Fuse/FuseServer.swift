@@ -161,8 +161,16 @@ extension Fuse {
         /// starts (the threads read it without a lock).
         public let debug: (@Sendable (String) -> Void)?
 
-        public init(device: FileDescriptor, debug: (@Sendable (String) -> Void)? = nil) {
+        /// How long (ns) one thread keeps reading the device without
+        /// sleeping after each request (0: never). A request arriving
+        /// meanwhile is taken at once, without the wake-up of a sleeping
+        /// reader, which is most of a request's cost: the caller of a
+        /// walk or of reads waits for one reply after another.
+        public let busyPoll: UInt64
+
+        public init(device: FileDescriptor, busyPoll: UInt64 = 0, debug: (@Sendable (String) -> Void)? = nil) {
             self.device = device
+            self.busyPoll = busyPoll
             self.debug = debug
         }
 
@@ -176,7 +184,16 @@ extension Fuse {
             Workers.run(count: max(1, threads)) { index in
                 let clone = index == 0 ? nil : Self.clone(of: self.device)
                 defer { try? clone?.close() }
-                self.loop(makeWorker(index), device: clone ?? self.device)
+                let fd = clone ?? self.device
+                // One thread polls: the second, on its own clone (non-blocking
+                // is a property of the open file, which the others must not
+                // share), or the only one. The others sleep in read.
+                var polls = false
+                let poller = threads == 1 ? index == 0 : index == 1 && clone != nil
+                if self.busyPoll > 0, poller, let flags = try? fd.statusFlags() {
+                    polls = (try? fd.setStatusFlags(flags | O_NONBLOCK)) != nil
+                }
+                self.loop(makeWorker(index), device: fd, polls: polls)
             }
         }
 
@@ -191,14 +208,22 @@ extension Fuse {
 
         public func stop() { stopping.store(true, ordering: .relaxed) }
 
-        private func loop(_ worker: any Worker, device: FileDescriptor) {
+        private func loop(_ worker: any Worker, device: FileDescriptor, polls: Bool) {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.requestBufferSize, alignment: 16)
             defer { buffer.deallocate() }
             var reply = Reply(device: device)
             var failures = 0
+            var last: UInt64 = 0
             while !stopping.load(ordering: .relaxed) {
                 let n: Int
                 do { n = try device.read(into: buffer) } catch {
+                    if polls && error == .wouldBlock {
+                        if CurrentProcess.monotonicNanoseconds &- last > busyPoll {
+                            try? device.waitUntilReadable()
+                            last = CurrentProcess.monotonicNanoseconds
+                        }
+                        continue
+                    }
                     // ENOENT: a request interrupted before it was read; EAGAIN: another took it.
                     if error == .noSuchFileOrDirectory || error == .wouldBlock || error == .interrupted { continue }
                     // ENODEV: unmounted; ECONNABORTED: aborted. Anything else
@@ -220,6 +245,7 @@ extension Fuse {
                 reply.unique = request.unique
                 reply.reset()
                 worker.handle(request, &reply)
+                if polls { last = CurrentProcess.monotonicNanoseconds }
                 if request.opcode == Opcode.destroy.rawValue { stop() }
             }
         }

@@ -34,6 +34,9 @@ public enum FuseService {
         public var overlay = Mount.Options()
         public var foreground = false
         public var threads = max(2, CurrentProcess.availableCPUs)
+        /// Microseconds one server thread keeps polling after a request
+        /// (`Fuse.Server.busyPoll`; 0: none).
+        public var busyPoll: UInt64 = ComposefsFileSystem.MountOptions.defaultBusyPoll
         /// Lines about refused objects (foreground: standard error; else
         /// the system log), and in the foreground the `mounted` line.
         public var log: @Sendable (String) -> Void = { _ in }
@@ -198,7 +201,7 @@ public enum FuseService {
         case .full:
             do { fuseMount = try Fuse.Mount.mount(at: c.target, options: mountOptions) } catch { throw .mount(error) }
             connection = fuseMount!.device
-            server = Fuse.Server(device: connection, debug: c.debug)
+            server = Fuse.Server(device: connection, busyPoll: c.busyPoll * 1000, debug: c.debug)
             how = "FUSE (\(fuseMount!.method == .kernel ? "mounted by this process" : "mounted by fusermount3"))"
         case .overlayLower:
             // The overlay looks the lower layer up while it is made: the
@@ -207,7 +210,7 @@ public enum FuseService {
             do { detached = try Fuse.DetachedMount(options: mountOptions) } catch { throw .mount(error) }
             connection = detached.device
             fuseMount = nil
-            server = Fuse.Server(device: connection, debug: c.debug)
+            server = Fuse.Server(device: connection, busyPoll: c.busyPoll * 1000, debug: c.debug)
             threads = try? SystemThread { server.run(threads: c.threads) { _ in fs.makeWorker() } }
             do {
                 var environment = Mount.Environment()

@@ -114,6 +114,18 @@ public struct FileDescriptor: Hashable, Sendable {
         try Self.retrying { fcntl(rawValue, F_GETFL) }
     }
 
+    /// `fcntl(F_SETFL)`: sets the status flags (`O_NONBLOCK`, …).
+    public func setStatusFlags(_ flags: Int32) throws(Errno) {
+        _ = try Self.retrying { fcntl(rawValue, F_SETFL, flags) }
+    }
+
+    /// Waits until the descriptor can be read (`poll(2)` for `POLLIN`;
+    /// also returns on an error or hang-up, which the next read reports).
+    public func waitUntilReadable() throws(Errno) {
+        var p = pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0)
+        _ = try Self.retrying { poll(&p, 1, -1) }
+    }
+
     public func duplicate() throws(Errno) -> FileDescriptor {
         FileDescriptor(rawValue: try Self.retrying { fcntl(rawValue, F_DUPFD_CLOEXEC, 0) })
     }
