@@ -189,8 +189,9 @@ extension Fuse {
                 // is a property of the open file, which the others must not
                 // share), or the only one. The others sleep in read.
                 var polls = false
+                // With one CPU, polling would only keep the caller from running.
                 let poller = threads == 1 ? index == 0 : index == 1 && clone != nil
-                if self.busyPoll > 0, poller, let flags = try? fd.statusFlags() {
+                if self.busyPoll > 0, poller, CurrentProcess.availableCPUs > 1, let flags = try? fd.statusFlags() {
                     polls = (try? fd.setStatusFlags(flags | O_NONBLOCK)) != nil
                 }
                 self.loop(makeWorker(index), device: fd, polls: polls)
