@@ -180,8 +180,17 @@ extension Fuse {
         /// kernel then keeps a queue of requests in progress per
         /// descriptor. Where a clone cannot be had, the thread shares
         /// `device`.
+        ///
+        /// Every server thread is a new one; the calling thread only waits.
+        /// A daemon's calling thread is the one that forked, and the Swift
+        /// runtime keeps its thread id from before the fork for its locks
+        /// (`swift_once`, metadata): where it met another thread in one,
+        /// both spun forever (ESRCH/EPERM from the PI futex) when the
+        /// connection ended and both built their first error value.
         public func run(threads: Int, makeWorker: @escaping (Int) -> any Worker) {
-            Workers.run(count: max(1, threads)) { index in
+            let workers = Workers()
+            defer { workers.join() }
+            workers.start(count: max(1, threads)) { index in
                 let clone = index == 0 ? nil : Self.clone(of: self.device)
                 defer { try? clone?.close() }
                 let fd = clone ?? self.device

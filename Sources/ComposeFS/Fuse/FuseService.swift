@@ -107,10 +107,28 @@ public enum FuseService {
             }
             do { daemon = try CurrentProcess.daemonize() } catch { throw .daemon(error) }
         }
-        do {
-            try serve(c, fs: fs, image: image, daemon: daemon)
-        } catch {
-            guard let daemon else { throw error }
+        let config = c
+        func serving() -> Error? {
+            do { try serve(config, fs: fs, image: image, daemon: daemon) } catch { return error }
+            return nil
+        }
+        guard let daemon else {
+            if let error = serving() { throw error }
+            return
+        }
+        // The daemon serves on a new thread; the one that forked only waits.
+        // The Swift runtime keeps the forking thread's id from before the
+        // fork for its own locks (`swift_once`, metadata caches), and where
+        // that thread met another in one, both spun forever on the PI futex
+        // (ESRCH, EPERM).
+        let failure = Locked<Error?>(nil)
+        Signals.block(Self.signals)   // in the waiting thread too
+        if let thread = try? SystemThread({ let e = serving(); failure.withLock { $0 = e } }) {
+            thread.join()
+        } else {
+            failure.withLock { $0 = serving() }
+        }
+        if let error = failure.withLock({ $0 }) {
             daemon.fail(c.failed?(error) ?? "\(error)\n")
             CurrentProcess.exit(1)
         }
@@ -183,12 +201,16 @@ public enum FuseService {
         var text: String { held.withLock { $0 } }
     }
 
+    /// What ends a server cleanly (unmounted first); blocked in every
+    /// thread of it and waited for by one.
+    static let signals: [Int32] = [SIGTERM, SIGINT, SIGHUP]
+
     static func serve(
         _ c: Configuration, fs: ComposefsFileSystem, image: FuseImage, daemon: CurrentProcess.Daemon?,
         notes given: Notes? = nil
     ) throws(Error) {
         let notes = given ?? Notes(c.trace, daemon: daemon != nil)
-        let signals: [Int32] = [SIGTERM, SIGINT, SIGHUP]
+        let signals = Self.signals
         Signals.block(signals)
         var mountOptions = Fuse.Mount.Options(source: c.fsname ?? c.image.description)
         mountOptions.allowOther = c.allowOther
