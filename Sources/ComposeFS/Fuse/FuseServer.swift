@@ -231,6 +231,10 @@ extension Fuse {
                         if CurrentProcess.monotonicNanoseconds &- last > busyPoll {
                             try? device.waitUntilReadable()
                             last = CurrentProcess.monotonicNanoseconds
+                        } else {
+                            // Polite: where other threads wait for this CPU
+                            // (the caller among them), they run first.
+                            CurrentProcess.yield()
                         }
                         continue
                     }

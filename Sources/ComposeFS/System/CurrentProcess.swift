@@ -32,6 +32,9 @@ public enum CurrentProcess {
         getenv(name).map { String(cString: $0) }
     }
 
+    /// `sched_yield(2)`: lets the threads waiting for this CPU run first.
+    public static func yield() { _ = sched_yield() }
+
     /// Nanoseconds on the monotonic clock (`CLOCK_MONOTONIC`).
     public static var monotonicNanoseconds: UInt64 {
         var ts = timespec()
